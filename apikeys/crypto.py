@@ -1,0 +1,50 @@
+"""Provider keys at rest: Fernet with rotation (ENCRYPTION_KEYS, the first encrypts)."""
+
+from functools import cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+@cache
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    try:
+        return MultiFernet([Fernet(k) for k in keys])
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured("ENCRYPTION_KEYS must be comma-separated Fernet keys") from None
+
+
+def fernet() -> MultiFernet:
+    return _fernet(tuple(settings.ENCRYPTION_KEYS))
+
+
+def encrypt(plaintext: str) -> str:
+    return fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(ciphertext: str) -> str:
+    try:
+        return fernet().decrypt(ciphertext.encode()).decode()
+    except InvalidToken:
+        raise ImproperlyConfigured(
+            "a provider key cannot be decrypted: its encryption key is missing from ENCRYPTION_KEYS"
+        ) from None
+
+
+def rotate(ciphertext: str) -> str:
+    """The same secret, encrypted again with the first (newest) key."""
+    return fernet().rotate(ciphertext.encode()).decode()
+
+
+def redact(text: str, secret: str) -> str:
+    """Text from a provider with every piece of the secret (8+ characters) cut out:
+    some providers echo part of the key they reject."""
+    if not secret:
+        return text
+    window = min(8, len(secret))
+    for start in range(len(secret) - window + 1):
+        piece = secret[start : start + window]
+        if piece in text:
+            text = text.replace(piece, "[redacted]")
+    return text

@@ -1,0 +1,113 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+from gateway.ids import PrefixedIdField
+from gateway.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from projects.models import Organization, Project
+
+
+def mask(token: str, keep_start: int = 4) -> str:
+    """`llmgw_Ab12…9xYz`: enough to recognise a key, never enough to use it."""
+    if len(token) < 16:
+        return "…" + token[-2:] if len(token) > 6 else "…"
+    return f"{token[:keep_start]}…{token[-4:]}"
+
+
+class ApiKey(models.Model):
+    """A project's key to the gateway. Only the SHA-256 of the token is stored."""
+
+    PREFIX = "llmgw_"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        INACTIVE = "inactive"
+
+    class DisabledReason(models.TextChoices):
+        USAGE_LIMIT = "usage_limit"
+        MANUAL = "manual"
+
+    id = PrefixedIdField(prefix="key")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    masked_token = models.CharField(max_length=32, editable=False)
+    description = models.CharField(max_length=255, blank=True)
+    usage_limit = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, null=True, blank=True,
+        help_text="USD; empty for no limit",
+    )
+    usage = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, default=Decimal("0")
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    disabled_reason = models.CharField(max_length=32, choices=DisabledReason.choices, null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.masked_token} ({self.id})"
+
+
+class IamRule(models.Model):
+    class Type(models.TextChoices):
+        ALLOW_MODELS = "allow_models"
+        DENY_MODELS = "deny_models"
+        ALLOW_PROVIDERS = "allow_providers"
+        DENY_PROVIDERS = "deny_providers"
+        ALLOW_PRICING = "allow_pricing"
+        DENY_PRICING = "deny_pricing"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        INACTIVE = "inactive"
+
+    id = PrefixedIdField(prefix="iam")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="iam_rules")
+    rule_type = models.CharField(max_length=32, choices=Type.choices)
+    rule_value = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = "IAM rule"
+
+    def __str__(self):
+        return f"{self.rule_type} {self.rule_value}"
+
+
+class ProviderKey(models.Model):
+    """An organization's own key to an upstream provider, encrypted at rest (apikeys/crypto.py)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        INACTIVE = "inactive"
+
+    id = PrefixedIdField(prefix="pk")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="provider_keys")
+    provider = models.CharField(max_length=32)
+    # For `custom` the name addresses its models (`<name>/<model>`); for others a label.
+    name = models.CharField(max_length=64, blank=True)
+    base_url = models.URLField(max_length=2048, blank=True)
+    encrypted_token = models.TextField(editable=False)
+    masked_token = models.CharField(max_length=32, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = "provider key"
+        indexes = [models.Index(fields=["organization", "provider"])]
+
+    def __str__(self):
+        return f"{self.provider} {self.name} {self.masked_token} ({self.id})"

@@ -1,0 +1,106 @@
+"""JSON shapes of API keys, IAM rules and provider keys (CONTRACT.md §3)."""
+
+from rest_framework import serializers
+
+from apikeys.models import ApiKey, IamRule, ProviderKey
+from gateway.api import MoneyField, StrictSerializer
+from gateway.providers import PROVIDERS
+
+
+class ApiKeyOut(serializers.Serializer):
+    id = serializers.CharField()
+    maskedToken = serializers.CharField(source="masked_token")
+    description = serializers.CharField()
+    usageLimit = MoneyField(source="usage_limit", allow_null=True)
+    usage = MoneyField()
+    status = serializers.ChoiceField(choices=ApiKey.Status.choices)
+    disabledReason = serializers.CharField(source="disabled_reason", allow_null=True)
+    projectId = serializers.CharField(source="project_id")
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    token = serializers.CharField(help_text="shown in this response only")
+
+    def to_representation(self, instance):
+        key, token = instance
+        data = super().to_representation(key)
+        return {"id": data.pop("id"), "token": token, **data}
+
+
+class IamRuleOut(serializers.Serializer):
+    id = serializers.CharField()
+    ruleType = serializers.ChoiceField(source="rule_type", choices=IamRule.Type.choices)
+    ruleValue = serializers.JSONField(source="rule_value")
+    status = serializers.ChoiceField(choices=IamRule.Status.choices)
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+
+class ProviderKeyOut(serializers.Serializer):
+    id = serializers.CharField()
+    organizationId = serializers.CharField(source="organization_id")
+    provider = serializers.CharField()
+    name = serializers.CharField()
+    baseUrl = serializers.CharField(source="base_url", allow_null=True)
+    maskedToken = serializers.CharField(source="masked_token")
+    status = serializers.ChoiceField(choices=ProviderKey.Status.choices)
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["baseUrl"] = data["baseUrl"] or None
+        return data
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+class ApiKeyIn(StrictSerializer):
+    projectId = serializers.CharField(max_length=40)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    usageLimit = MoneyField(required=False, allow_null=True, default=None)
+
+
+class ApiKeyPatchIn(StrictSerializer):
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    usageLimit = MoneyField(required=False, allow_null=True)
+    status = serializers.ChoiceField(choices=ApiKey.Status.choices, required=False)
+
+    NAMES = {"description": "description", "usageLimit": "usage_limit", "status": "status"}
+
+
+class IamRuleIn(StrictSerializer):
+    ruleType = serializers.ChoiceField(choices=IamRule.Type.choices)
+    ruleValue = serializers.JSONField()
+    status = serializers.ChoiceField(choices=IamRule.Status.choices, default="active")
+
+
+class IamRulePatchIn(StrictSerializer):
+    ruleType = serializers.ChoiceField(choices=IamRule.Type.choices, required=False)
+    ruleValue = serializers.JSONField(required=False)
+    status = serializers.ChoiceField(choices=IamRule.Status.choices, required=False)
+
+    NAMES = {"ruleType": "rule_type", "ruleValue": "rule_value", "status": "status"}
+
+
+class ProviderKeyIn(StrictSerializer):
+    organizationId = serializers.CharField(max_length=40)
+    provider = serializers.ChoiceField(choices=list(PROVIDERS))
+    token = serializers.CharField(max_length=4096, write_only=True)
+    baseUrl = serializers.CharField(max_length=2048, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    validate = serializers.BooleanField(required=False, default=True)
+
+
+class ProviderKeyPatchIn(StrictSerializer):
+    token = serializers.CharField(max_length=4096, required=False, write_only=True)
+    baseUrl = serializers.CharField(max_length=2048, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=ProviderKey.Status.choices, required=False)
+    validate = serializers.BooleanField(required=False, default=True)
+
+    NAMES = {"token": "token", "baseUrl": "base_url", "name": "name", "status": "status", "validate": "validate"}
+

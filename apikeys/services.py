@@ -1,0 +1,313 @@
+"""Actions on API keys, their IAM rules and provider keys: the only code that writes them."""
+
+import re
+import secrets
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import transaction
+
+from apikeys import crypto
+from apikeys.models import ApiKey, IamRule, ProviderKey, mask
+from apikeys.urlsafety import check_base_url
+from apikeys.validation import validate_provider_token
+from gateway.errors import Conflict, ValidationFailed
+from gateway.ids import random_string
+from gateway.providers import PROVIDERS
+from projects.models import Organization, Project, User, sha256_hex
+
+Status = ApiKey.Status
+Reason = ApiKey.DisabledReason
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def _check_limit(value) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        limit = Decimal(str(value))
+    except InvalidOperation:
+        raise ValidationFailed.field("usageLimit", "must be a number of USD or null") from None
+    if not limit.is_finite() or limit < 0:
+        raise ValidationFailed.field("usageLimit", "must be zero or more USD, or null for no limit")
+    return limit
+
+
+def _over_limit(key: ApiKey) -> bool:
+    return key.usage_limit is not None and key.usage >= key.usage_limit
+
+
+def api_key_create(
+    *, project: Project, description: str = "", usage_limit=None, created_by: User | None = None
+) -> tuple[str, ApiKey]:
+    """Returns the plaintext token (shown once, never stored) and the key."""
+    plaintext = ApiKey.PREFIX + random_string(40)
+    key = ApiKey.objects.create(
+        project=project,
+        token_hash=sha256_hex(plaintext),
+        masked_token=mask(plaintext, keep_start=len(ApiKey.PREFIX) + 4),
+        description=(description or "").strip()[:255],
+        usage_limit=_check_limit(usage_limit),
+        created_by=created_by,
+    )
+    return plaintext, key
+
+
+_UNSET = object()
+
+
+@transaction.atomic
+def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, status=_UNSET) -> ApiKey:
+    """Edits a key. A key disabled for its limit comes back when the limit is raised past
+    its usage, and goes inactive when the limit is lowered to or below it."""
+    key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if description is not _UNSET:
+        key.description = (description or "").strip()[:255]
+    if usage_limit is not _UNSET:
+        key.usage_limit = _check_limit(usage_limit)
+        if key.disabled_reason == Reason.USAGE_LIMIT and not _over_limit(key):
+            key.status, key.disabled_reason = Status.ACTIVE, None
+    if status is not _UNSET:
+        if status not in Status.values:
+            raise ValidationFailed.field("status", f"must be one of {', '.join(Status.values)}")
+        if status == Status.ACTIVE and _over_limit(key):
+            raise Conflict(
+                "usageLimit: this key's usage has reached its limit; raise the limit to enable it",
+                code="usage_limit_reached",
+                fields={"usageLimit": ["usage has reached this limit"]},
+            )
+        if status != key.status:
+            key.status = status
+            key.disabled_reason = None if status == Status.ACTIVE else Reason.MANUAL
+    if _over_limit(key) and key.status == Status.ACTIVE:
+        key.status, key.disabled_reason = Status.INACTIVE, Reason.USAGE_LIMIT
+    key.save()
+    return key
+
+
+def api_key_delete(*, api_key: ApiKey) -> None:
+    api_key.delete()
+
+
+# --- IAM rules --------------------------------------------------------------------------------
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_LIST_KEYS = {
+    IamRule.Type.ALLOW_MODELS: "models",
+    IamRule.Type.DENY_MODELS: "models",
+    IamRule.Type.ALLOW_PROVIDERS: "providers",
+    IamRule.Type.DENY_PROVIDERS: "providers",
+}
+_PRICING_KEYS = ("pricingType", "maxInputPrice", "maxOutputPrice")
+
+
+def _value_error(key: str, message: str) -> ValidationFailed:
+    return ValidationFailed.field(f"ruleValue.{key}" if key else "ruleValue", message)
+
+
+def _clean_list_rule(key: str, value: dict) -> dict:
+    if set(value) != {key}:
+        raise _value_error("", f'must be {{"{key}": [...]}}')
+    items = value[key]
+    if not isinstance(items, list) or not items or len(items) > 500:
+        raise _value_error(key, "must be a list of 1 to 500 names")
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or len(item) > 200:
+            raise _value_error(key, "each entry must be a non-empty name of at most 200 characters")
+        if key == "providers" and not _NAME_RE.match(item):
+            raise _value_error(key, f"{item!r} is not a provider id or custom provider name")
+    return {key: [item.strip() for item in items]}
+
+
+def _clean_pricing_rule(value: dict) -> dict:
+    unknown = set(value) - set(_PRICING_KEYS)
+    if unknown or not value:
+        raise _value_error("", f"takes any of {', '.join(_PRICING_KEYS)}")
+    cleaned: dict = {}
+    if "pricingType" in value:
+        if value["pricingType"] not in ("free", "paid"):
+            raise _value_error("pricingType", "must be free or paid")
+        cleaned["pricingType"] = value["pricingType"]
+    for key in ("maxInputPrice", "maxOutputPrice"):
+        if key in value:
+            raw = value[key]
+            try:
+                price = Decimal(str(raw)) if not isinstance(raw, bool) else None
+            except InvalidOperation:
+                price = None
+            if price is None or not price.is_finite() or price < 0:
+                raise _value_error(key, "must be zero or more USD per 1M tokens")
+            cleaned[key] = str(price)
+    return cleaned
+
+
+def _clean_rule(rule_type: str, rule_value) -> dict:
+    if rule_type not in IamRule.Type.values:
+        raise ValidationFailed.field("ruleType", f"must be one of {', '.join(IamRule.Type.values)}")
+    if not isinstance(rule_value, dict):
+        raise _value_error("", "must be a JSON object")
+    if rule_type in _LIST_KEYS:
+        return _clean_list_rule(_LIST_KEYS[rule_type], rule_value)
+    return _clean_pricing_rule(rule_value)
+
+
+def _check_rule_status(status: str) -> str:
+    if status not in IamRule.Status.values:
+        raise ValidationFailed.field("status", f"must be one of {', '.join(IamRule.Status.values)}")
+    return status
+
+
+def iam_rule_create(*, api_key: ApiKey, rule_type: str, rule_value, status: str = "active") -> IamRule:
+    return IamRule.objects.create(
+        api_key=api_key,
+        rule_type=rule_type,
+        rule_value=_clean_rule(rule_type, rule_value),
+        status=_check_rule_status(status),
+    )
+
+
+def iam_rule_update(*, rule: IamRule, rule_type=_UNSET, rule_value=_UNSET, status=_UNSET) -> IamRule:
+    new_type = rule.rule_type if rule_type is _UNSET else rule_type
+    new_value = rule.rule_value if rule_value is _UNSET else rule_value
+    rule.rule_value = _clean_rule(new_type, new_value)
+    rule.rule_type = new_type
+    if status is not _UNSET:
+        rule.status = _check_rule_status(status)
+    rule.save()
+    return rule
+
+
+def iam_rule_delete(*, rule: IamRule) -> None:
+    rule.delete()
+
+
+# --- provider keys ----------------------------------------------------------------------------
+
+
+def _check_provider(provider: str) -> str:
+    if provider not in PROVIDERS:
+        raise ValidationFailed.field("provider", f"must be one of {', '.join(PROVIDERS)}")
+    return provider
+
+
+def _check_token(token: str) -> str:
+    token = (token or "").strip()
+    if not token or len(token) > 4096 or any(c.isspace() for c in token):
+        raise ValidationFailed.field("token", "must be the provider's key: 1 to 4096 characters, no spaces")
+    return token
+
+
+def _check_custom_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _NAME_RE.match(name):
+        raise ValidationFailed.field("name", "a custom provider needs a name of lowercase letters, digits and '-'")
+    if name in PROVIDERS:
+        raise ValidationFailed.field("name", f"{name!r} is a built-in provider id; pick another name")
+    return name
+
+
+def _check_unique(organization: Organization, provider: str, name: str, exclude: str | None = None) -> None:
+    others = ProviderKey.objects.filter(organization=organization, provider=provider).exclude(pk=exclude)
+    if provider == "custom":
+        if others.filter(name=name).exists():
+            raise Conflict(f"a custom provider named {name!r} already exists", code="provider_key_exists")
+    elif others.exists():
+        raise Conflict(
+            f"this organization already has a {PROVIDERS[provider].name} key; update or delete it",
+            code="provider_key_exists",
+        )
+
+
+def _upstream_url(provider: str, base_url: str) -> str:
+    return base_url or settings.PROVIDER_BASE_URLS[provider]
+
+
+def provider_key_create(
+    *,
+    organization: Organization,
+    provider: str,
+    token: str,
+    base_url: str = "",
+    name: str = "",
+    validate: bool = True,
+) -> ProviderKey:
+    provider = _check_provider(provider)
+    token = _check_token(token)
+    if provider == "custom":
+        name = _check_custom_name(name)
+        if not base_url:
+            raise ValidationFailed.field("baseUrl", "a custom provider needs the base URL of its OpenAI-compatible API")
+    else:
+        name = (name or "").strip()[:64]
+    base_url = check_base_url(base_url) if base_url else ""
+    _check_unique(organization, provider, name)  # fail fast, before asking the provider
+    if validate:  # outside the transaction: the provider may take seconds to answer
+        validate_provider_token(provider=provider, token=token, base_url=_upstream_url(provider, base_url))
+    with transaction.atomic():
+        Organization.objects.select_for_update().get(pk=organization.pk)  # serialise the check
+        _check_unique(organization, provider, name)
+        return ProviderKey.objects.create(
+            organization=organization,
+            provider=provider,
+            name=name,
+            base_url=base_url,
+            encrypted_token=crypto.encrypt(token),
+            masked_token=mask(token),
+        )
+
+
+def provider_key_update(
+    *, provider_key: ProviderKey, token=_UNSET, base_url=_UNSET, name=_UNSET, status=_UNSET, validate: bool = True
+) -> ProviderKey:
+    key = provider_key
+    changes: dict = {}
+    if name is not _UNSET:
+        changes["name"] = _check_custom_name(name) if key.provider == "custom" else (name or "").strip()[:64]
+        _check_unique(key.organization, key.provider, changes["name"], exclude=key.pk)
+    if base_url is not _UNSET:
+        if not base_url and key.provider == "custom":
+            raise ValidationFailed.field("baseUrl", "a custom provider needs a base URL")
+        changes["base_url"] = check_base_url(base_url) if base_url else ""
+    plaintext = _check_token(token) if token is not _UNSET else None
+    if plaintext is not None:
+        changes["encrypted_token"] = crypto.encrypt(plaintext)
+        changes["masked_token"] = mask(plaintext)
+    if status is not _UNSET:
+        if status not in ProviderKey.Status.values:
+            raise ValidationFailed.field("status", f"must be one of {', '.join(ProviderKey.Status.values)}")
+        changes["status"] = status
+    if validate and (plaintext is not None or "base_url" in changes):
+        validate_provider_token(
+            provider=key.provider,
+            token=plaintext or crypto.decrypt(key.encrypted_token),
+            base_url=_upstream_url(key.provider, changes.get("base_url", key.base_url)),
+        )
+    with transaction.atomic():
+        key = ProviderKey.objects.select_for_update().get(pk=key.pk)
+        if "name" in changes:
+            _check_unique(key.organization, key.provider, changes["name"], exclude=key.pk)
+        for field, value in changes.items():
+            setattr(key, field, value)
+        key.save()
+    return key
+
+
+def provider_key_delete(*, provider_key: ProviderKey) -> None:
+    provider_key.delete()
+
+
+def provider_key_token(provider_key: ProviderKey) -> str:
+    """The plaintext key, for the call upstream only."""
+    return crypto.decrypt(provider_key.encrypted_token)
+
+
+def provider_keys_reencrypt() -> int:
+    """Re-encrypts every provider key with the first ENCRYPTION_KEYS key, so older keys can
+    then be removed from the setting. Safe to run twice."""
+    count = 0
+    for key in ProviderKey.objects.only("pk", "encrypted_token").iterator():
+        ProviderKey.objects.filter(pk=key.pk).update(encrypted_token=crypto.rotate(key.encrypted_token))
+        count += 1
+    return count

@@ -1,0 +1,169 @@
+"""What every REST endpoint shares: the error shape, strict input, money fields, paging."""
+
+import base64
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q
+from django.http import Http404, JsonResponse
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+
+from gateway.errors import ServiceError, ValidationFailed
+from gateway.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, format_money
+
+
+def error_body(message: str, code: str, fields: dict | None = None) -> dict:
+    return {"error": {"message": message, "code": code, "fields": fields or {}}}
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail → {"ruleValue.models": ["..."]}."""
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = prefix if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else str(key))
+            out.update(_flatten(value, name))
+        return out
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return {prefix or "body": [str(item) for item in detail]}
+        out = {}
+        for index, item in enumerate(detail):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
+        return out
+    return {prefix or "body": [str(detail)]}
+
+
+def _validation_response(detail) -> Response:
+    fields = _flatten(detail)
+    name, messages = next(iter(fields.items()))
+    message = messages[0] if name == "body" else f"{name}: {messages[0]}"
+    return Response(error_body(message, "validation_error", fields), status=400)
+
+
+_DRF_CODES = {
+    exceptions.ParseError: "parse_error",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def exception_handler(exc, context):
+    """One error shape for the whole API: {"error": {"message", "code", "fields"}}."""
+    if isinstance(exc, ServiceError):
+        return Response(error_body(exc.message, exc.code, exc.fields), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, exceptions.ValidationError):
+        return _validation_response(exc.detail)
+    if isinstance(exc, exceptions.APIException):
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+        response = Response(error_body(str(exc.detail), code), status=exc.status_code)
+        if isinstance(exc, exceptions.Throttled) and exc.wait:
+            response["Retry-After"] = str(int(exc.wait))
+        if getattr(exc, "auth_header", None):
+            response["WWW-Authenticate"] = exc.auth_header
+        return response
+    return None  # an unexpected error: Django's 500 handler answers (see gateway/urls.py)
+
+
+def json_error(message: str, code: str, status_code: int) -> JsonResponse:
+    return JsonResponse(error_body(message, code), status=status_code)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, so a typo or a read-only field is a clear 400
+    instead of a silent no-op."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"body": [f"expected a JSON object, got {type(data).__name__}"]}
+            )
+        writable = {name for name, f in self.fields.items() if not f.read_only}
+        unknown = sorted(set(data) - writable)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["unknown or read-only field"] for name in unknown}
+            )
+        return super().to_internal_value(data)
+
+
+class MoneyField(serializers.DecimalField):
+    """USD as a decimal string; accepts a JSON number or string, never negative."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", MONEY_MAX_DIGITS)
+        kwargs.setdefault("decimal_places", MONEY_DECIMAL_PLACES)
+        kwargs.setdefault("min_value", Decimal("0"))
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return format_money(value)
+
+
+def parse(serializer_class, request, **kwargs) -> dict:
+    """Validated input of a request body, or a 400 naming the field."""
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def parse_query(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def snake(serializer_class, data: dict) -> dict:
+    """camelCase input → the service's keyword arguments, by the serializer's NAMES."""
+    return {serializer_class.NAMES[k]: v for k, v in data.items()}
+
+
+_ENVELOPES: dict[str, serializers.Serializer] = {}
+
+
+def envelope(name: str, serializer) -> serializers.Serializer:
+    """The schema of `{"<name>": ...}`, the way every response wraps its object (one
+    component per name, however many views answer with it)."""
+    if name not in _ENVELOPES:
+        _ENVELOPES[name] = inline_serializer(name=f"{name[0].upper()}{name[1:]}Envelope", fields={name: serializer})
+    return _ENVELOPES[name]
+
+
+def _encode_cursor(created_at, pk: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{pk}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str):
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, pk = raw.split("|", 1)
+        return datetime.fromisoformat(when), pk
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed.field("cursor", "is not a cursor this API gave out") from None
+
+
+def keyset_page(queryset, *, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    """Newest first by (created_at, id); a cursor stays valid while rows are inserted."""
+    if cursor:
+        when, pk = _decode_cursor(cursor)
+        queryset = queryset.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
+    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, _encode_cursor(rows[-1].created_at, rows[-1].pk)
+
+
+class PageQuery(serializers.Serializer):
+    cursor = serializers.CharField(required=False, max_length=200)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=50)

@@ -1,0 +1,39 @@
+"""Prefixed string ids (`org_…`, `proj_…`), as the contract shows them."""
+
+import secrets
+import string
+
+from django.db import models
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def random_string(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def make_id(prefix: str) -> str:
+    return f"{prefix}_{random_string(20)}"
+
+
+class PrefixedIdField(models.CharField):
+    """A primary key like `proj_4fQ…`: readable in logs, unguessable, typed by its prefix."""
+
+    def __init__(self, prefix: str = "", **kwargs):
+        self.prefix = prefix
+        kwargs.setdefault("max_length", 40)
+        kwargs.setdefault("primary_key", True)
+        kwargs.setdefault("editable", False)
+        super().__init__(**kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["prefix"] = self.prefix
+        for key in ("max_length", "primary_key", "editable"):
+            kwargs.pop(key, None)
+        return name, path, args, kwargs
+
+    def pre_save(self, model_instance, add):
+        if add and not getattr(model_instance, self.attname):
+            setattr(model_instance, self.attname, make_id(self.prefix))
+        return super().pre_save(model_instance, add)

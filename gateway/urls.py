@@ -1,0 +1,40 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from gateway import health
+from gateway.api import error_body
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include("projects.urls")),
+    path("api/v1/", include("apikeys.urls")),
+    path("api/v1/", include("usage.urls")),
+]
+
+
+def _json_for_api(request) -> bool:
+    return request.path.startswith(("/api/", "/v1/"))
+
+
+def handler404(request, exception=None):
+    if _json_for_api(request):
+        return JsonResponse(error_body("no such endpoint", "not_found"), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _json_for_api(request):
+        return JsonResponse(error_body("internal error; it has been logged", "internal_error"), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)

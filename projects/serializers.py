@@ -1,0 +1,103 @@
+"""JSON shapes of the projects app (camelCase, as CONTRACT.md §3 shows them)."""
+
+from rest_framework import serializers
+
+from gateway.api import MoneyField, StrictSerializer
+from projects.models import Membership, Organization, Project
+
+
+class UserOut(serializers.Serializer):
+    id = serializers.CharField()
+    email = serializers.EmailField()
+    name = serializers.CharField()
+
+
+class OrganizationOut(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    credits = MoneyField()
+    projectLimit = serializers.IntegerField(source="effective_project_limit")
+    status = serializers.ChoiceField(choices=Organization.Status.choices)
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+
+class MemberOrganizationOut(serializers.Serializer):
+    id = serializers.CharField(source="organization.id")
+    name = serializers.CharField(source="organization.name")
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberOut(serializers.Serializer):
+    userId = serializers.CharField(source="user.id")
+    email = serializers.EmailField(source="user.email")
+    name = serializers.CharField(source="user.name")
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class ProjectOut(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    organizationId = serializers.CharField(source="organization_id")
+    mode = serializers.ChoiceField(choices=Project.Mode.choices)
+    cachingEnabled = serializers.BooleanField(source="caching_enabled")
+    cacheDurationSeconds = serializers.IntegerField(source="cache_duration_seconds")
+    status = serializers.ChoiceField(choices=Project.Status.choices)
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+class SignupIn(StrictSerializer):
+    email = serializers.CharField(max_length=254)
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class LoginIn(StrictSerializer):
+    email = serializers.CharField(max_length=254)
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class OrganizationIn(StrictSerializer):
+    name = serializers.CharField(max_length=255)
+
+
+class MemberIn(StrictSerializer):
+    email = serializers.CharField(max_length=254)
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberPatchIn(StrictSerializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class ProjectIn(StrictSerializer):
+    name = serializers.CharField(max_length=255)
+    organizationId = serializers.CharField(max_length=40)
+    mode = serializers.ChoiceField(choices=Project.Mode.choices, default=Project.Mode.HYBRID)
+    cachingEnabled = serializers.BooleanField(default=False)
+    cacheDurationSeconds = serializers.IntegerField(
+        default=60, min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS
+    )
+
+
+class ProjectPatchIn(StrictSerializer):
+    name = serializers.CharField(max_length=255, required=False)
+    mode = serializers.ChoiceField(choices=Project.Mode.choices, required=False)
+    cachingEnabled = serializers.BooleanField(required=False)
+    cacheDurationSeconds = serializers.IntegerField(
+        required=False, min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS
+    )
+    status = serializers.ChoiceField(choices=Project.Status.choices, required=False)
+
+    NAMES = {
+        "name": "name",
+        "mode": "mode",
+        "cachingEnabled": "caching_enabled",
+        "cacheDurationSeconds": "cache_duration_seconds",
+        "status": "status",
+    }

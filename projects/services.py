@@ -1,0 +1,270 @@
+"""Actions on users, organizations, members and projects: the only code that writes them.
+
+Called alike by the REST API, the dashboard, the admin and Celery tasks. Who may act is
+checked before (projects/access.py); the rules of the domain are checked here.
+"""
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from gateway.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, ValidationFailed
+from projects.models import Membership, Organization, Project, SessionToken, User, sha256_hex
+
+Role = Membership.Role
+
+
+# --- users and session tokens -------------------------------------------------------------
+
+
+def _clean_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        raise ValidationFailed.field("email", "enter a valid email address") from None
+    return email
+
+
+def user_signup(*, email: str, password: str, name: str = "") -> tuple[User, Organization]:
+    """A new user owning a new organization of their own."""
+    email = _clean_email(email)
+    name = (name or "").strip()
+    try:
+        validate_password(password, user=User(email=email, name=name))
+    except DjangoValidationError as e:
+        raise ValidationFailed("password: " + " ".join(e.messages), fields={"password": e.messages}) from None
+    with transaction.atomic():
+        if User.objects.filter(email=email).exists():
+            raise Conflict("an account with this email already exists", code="email_taken")
+        try:
+            user = User.objects.create_user(email=email, password=password, name=name)
+        except IntegrityError:
+            raise Conflict("an account with this email already exists", code="email_taken") from None
+        organization = organization_create(user=user, name=f"{name or email.split('@')[0]}'s organization")
+    return user, organization
+
+
+def session_create(*, user: User) -> tuple[str, SessionToken]:
+    """Returns the plaintext token (shown once) and its stored, hashed record."""
+    plaintext = SessionToken.PREFIX + secrets.token_urlsafe(32)
+    token = SessionToken.objects.create(
+        user=user,
+        token_hash=sha256_hex(plaintext),
+        expires_at=timezone.now() + timedelta(days=settings.SESSION_TOKEN_TTL_DAYS),
+    )
+    return plaintext, token
+
+
+def session_login(*, email: str, password: str) -> tuple[str, SessionToken]:
+    user = User.objects.filter(email=(email or "").strip().lower()).first()
+    if user is None or not user.is_active or not user.check_password(password or ""):
+        raise NotAuthenticated("invalid email or password", code="invalid_credentials")
+    return session_create(user=user)
+
+
+def session_logout(*, token: SessionToken) -> None:
+    token.delete()
+
+
+def session_user(plaintext: str) -> tuple[User, SessionToken] | None:
+    """The user a bearer token belongs to, or None when it is unknown or expired."""
+    token = (
+        SessionToken.objects.select_related("user")
+        .filter(token_hash=sha256_hex(plaintext), expires_at__gt=timezone.now())
+        .first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    # Record use at most once a minute: reads should not turn into writes.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        SessionToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user, token
+
+
+# --- organizations and members --------------------------------------------------------------
+
+
+def _clean_name(name: str, field: str = "name") -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed.field(field, "this field may not be blank")
+    if len(name) > 255:
+        raise ValidationFailed.field(field, "at most 255 characters")
+    return name
+
+
+@transaction.atomic
+def organization_create(*, user: User, name: str) -> Organization:
+    organization = Organization.objects.create(name=_clean_name(name))
+    Membership.objects.create(organization=organization, user=user, role=Role.OWNER)
+    return organization
+
+
+def organization_update(*, organization: Organization, name: str) -> Organization:
+    organization.name = _clean_name(name)
+    organization.save(update_fields=["name", "updated_at"])
+    return organization
+
+
+@transaction.atomic
+def organization_delete(*, organization: Organization) -> None:
+    # Each project goes the way a project goes, so its keys and requests stop too.
+    for project in list(organization.projects.all()):
+        project_delete(project=project)
+    organization.delete()
+
+
+def _check_role(role: str) -> str:
+    if role not in Role.values:
+        raise ValidationFailed.field("role", f"must be one of {', '.join(Role.values)}")
+    return role
+
+
+def _require_owner_for(actor: Membership | None, *roles: str) -> None:
+    """Only owners make or unmake owners."""
+    if actor is not None and Role.OWNER in roles and actor.role != Role.OWNER:
+        raise PermissionDenied("only an owner can grant or remove the owner role")
+
+
+def _check_not_last_owner(membership: Membership) -> None:
+    if membership.role != Role.OWNER:
+        return
+    owners = Membership.objects.select_for_update().filter(
+        organization_id=membership.organization_id, role=Role.OWNER
+    )
+    if owners.count() <= 1:
+        raise Conflict("an organization needs at least one owner", code="last_owner")
+
+
+def member_add(*, organization: Organization, email: str, role: str, actor: Membership | None = None) -> Membership:
+    _check_role(role)
+    _require_owner_for(actor, role)
+    user = User.objects.filter(email=_clean_email(email), is_active=True).first()
+    if user is None:
+        raise ValidationFailed.field("email", "no user with this email; they need to sign up first")
+    try:
+        with transaction.atomic():
+            return Membership.objects.create(organization=organization, user=user, role=role)
+    except IntegrityError:
+        raise Conflict("this user is already a member", code="already_member") from None
+
+
+@transaction.atomic
+def member_update(*, membership: Membership, role: str, actor: Membership | None = None) -> Membership:
+    _check_role(role)
+    _require_owner_for(actor, role, membership.role)
+    if role != Role.OWNER:
+        _check_not_last_owner(membership)
+    membership.role = role
+    membership.save(update_fields=["role", "updated_at"])
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, actor: Membership | None = None) -> None:
+    if actor is None or actor.pk != membership.pk:  # anyone may leave; removing others is guarded
+        _require_owner_for(actor, membership.role)
+    _check_not_last_owner(membership)
+    membership.delete()
+
+
+# --- projects ---------------------------------------------------------------------------------
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in Project.Mode.values:
+        raise ValidationFailed.field("mode", f"must be one of {', '.join(Project.Mode.values)}")
+    return mode
+
+
+def _check_cache_duration(seconds) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not (
+        Project.MIN_CACHE_SECONDS <= seconds <= Project.MAX_CACHE_SECONDS
+    ):
+        raise ValidationFailed.field(
+            "cacheDurationSeconds",
+            f"must be a whole number of seconds from {Project.MIN_CACHE_SECONDS} to "
+            f"{Project.MAX_CACHE_SECONDS} (one year)",
+        )
+    return seconds
+
+
+def _check_project_limit(organization: Organization) -> None:
+    """Raises when the organization has no room for one more active project.
+
+    The caller holds the organization's row lock, so two creations cannot both fit."""
+    limit = organization.effective_project_limit
+    active = organization.projects.filter(status=Project.Status.ACTIVE).count()
+    if active >= limit:
+        raise LimitReached(
+            f"This organization has reached its limit of {limit} active projects. "
+            "Archive or delete a project, or contact support to raise the limit.",
+            code="project_limit_reached",
+        )
+
+
+def _lock(organization: Organization) -> Organization:
+    return Organization.objects.select_for_update().get(pk=organization.pk)
+
+
+@transaction.atomic
+def project_create(
+    *,
+    organization: Organization,
+    name: str,
+    mode: str = Project.Mode.HYBRID,
+    caching_enabled: bool = False,
+    cache_duration_seconds: int = 60,
+) -> Project:
+    project = Project(
+        organization=organization,
+        name=_clean_name(name),
+        mode=_check_mode(mode),
+        caching_enabled=bool(caching_enabled),
+        cache_duration_seconds=_check_cache_duration(cache_duration_seconds),
+    )
+    _check_project_limit(_lock(organization))
+    project.save()
+    return project
+
+
+_PROJECT_CHECKS = {
+    "name": _clean_name,
+    "mode": _check_mode,
+    "caching_enabled": bool,
+    "cache_duration_seconds": _check_cache_duration,
+}
+
+
+@transaction.atomic
+def project_update(*, project: Project, **changes) -> Project:
+    """Changes any of name, mode, caching_enabled, cache_duration_seconds, status."""
+    unknown = set(changes) - set(_PROJECT_CHECKS) - {"status"}
+    if unknown:
+        raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
+    for field, check in _PROJECT_CHECKS.items():
+        if field in changes:
+            setattr(project, field, check(changes[field]))
+    if "status" in changes:
+        status = changes["status"]
+        if status not in Project.Status.values:
+            raise ValidationFailed.field("status", f"must be one of {', '.join(Project.Status.values)}")
+        if status == Project.Status.ACTIVE and project.status != Project.Status.ACTIVE:
+            _check_project_limit(_lock(project.organization))
+        project.status = status
+    project.save()
+    return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Deletes the project with its API keys (which stop authenticating) and usage logs."""
+    project.delete()

@@ -1,0 +1,116 @@
+"""Outsiders get 404 for every id of another organization, on every route and method.
+
+The routes come from the URL conf, so a new route is covered without editing this file:
+a route whose path or body takes an id it does not know how to fill makes the test fail.
+"""
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from apikeys import services as key_services
+from usage import services as usage_services
+from usage.models import UsageLog
+
+METHODS = ["get", "post", "put", "patch", "delete"]
+
+# Routes without an id in the path that take one in the query or body, and what to send.
+BY_QUERY_OR_BODY = {
+    ("get", "/api/v1/projects"): lambda w: {"query": {"organizationId": w["organization_id"]}},
+    ("post", "/api/v1/projects"): lambda w: {"body": {"organizationId": w["organization_id"], "name": "x"}},
+    ("get", "/api/v1/api-keys"): lambda w: {"query": {"projectId": w["project_id"]}},
+    ("post", "/api/v1/api-keys"): lambda w: {"body": {"projectId": w["project_id"]}},
+    ("get", "/api/v1/provider-keys"): lambda w: {"query": {"organizationId": w["organization_id"]}},
+    ("post", "/api/v1/provider-keys"): lambda w: {
+        "body": {"organizationId": w["organization_id"], "provider": "openai", "token": "sk-x", "validate": False}
+    },
+    ("get", "/api/v1/logs"): lambda w: {"query": {"projectId": w["project_id"]}},
+}
+# Routes that concern only the caller and take no id of anyone's.
+OWN_ONLY = {
+    ("post", "/api/v1/auth/signup"),
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/logout"),
+    ("get", "/api/v1/me"),
+    ("get", "/api/v1/organizations"),
+    ("post", "/api/v1/organizations"),
+}
+
+
+def _routes(patterns=None, prefix=""):
+    for p in patterns if patterns is not None else get_resolver().url_patterns:
+        route = prefix + str(p.pattern)
+        if isinstance(p, URLResolver):
+            yield from _routes(p.url_patterns, route)
+        elif isinstance(p, URLPattern) and route.startswith("api/v1/"):
+            view = getattr(p.callback, "view_class", None)
+            for method in METHODS:
+                if view is not None and hasattr(view, method):
+                    yield method, "/" + route
+
+
+ALL_ROUTES = sorted(set(_routes()))
+ROUTES = [r for r in ALL_ROUTES if r not in OWN_ONLY]
+
+
+@pytest.fixture
+def world(org, project, api_key, owner):
+    rule = key_services.iam_rule_create(api_key=api_key, rule_type="allow_models", rule_value={"models": ["gpt-4o"]})
+    provider_key = key_services.provider_key_create(organization=org, provider="openai", token="sk-test-owner-key", validate=False)
+    alert = usage_services.alert_create(organization=org, threshold_usd="10")
+    UsageLog.objects.create(request_id="req-1", project=project, api_key_id=api_key.id, created_at=project.created_at)
+    return {
+        "organization_id": org.id,
+        "project_id": project.id,
+        "user_id": owner.user.id,
+        "api_key_id": api_key.id,
+        "rule_id": rule.id,
+        "provider_key_id": provider_key.id,
+        "alert_id": alert.id,
+    }
+
+
+def _fill(path: str, world: dict) -> str:
+    def value(match):
+        name = match.group(1)
+        if name == "key_id":
+            name = "provider_key_id" if "/provider-keys/" in path else "api_key_id"
+        assert name in world, f"{path}: no id for <{match.group(1)}>; add one to the world fixture"
+        return world[name]
+
+    return re.sub(r"<(?:\w+:)?(\w+)>", value, path)
+
+
+def test_the_table_sees_every_route():
+    assert OWN_ONLY <= set(ALL_ROUTES), "a route listed as own-only is gone: update OWN_ONLY"
+    paths = {path for _, path in ROUTES}
+    assert "/api/v1/projects/<str:project_id>" in paths
+    assert "/api/v1/api-keys/<str:key_id>/iam-rules/<str:rule_id>" in paths
+    assert len(ROUTES) >= 30
+
+
+@pytest.mark.parametrize("method,path", ROUTES, ids=[f"{m.upper()} {p}" for m, p in ROUTES])
+def test_outsiders_get_404_for_every_id_of_another_organization(method, path, world, outsider):
+    if "<" not in path:
+        assert (method, path) in BY_QUERY_OR_BODY, f"{method.upper()} {path}: say which id it takes"
+        request = BY_QUERY_OR_BODY[(method, path)](world)
+        url = path
+        if "query" in request:
+            url += "?" + "&".join(f"{k}={v}" for k, v in request["query"].items())
+        response = outsider.api.call(method, url, request.get("body"))
+    else:
+        response = outsider.api.call(method, _fill(path, world), {})
+    assert response.status_code == 404, (method, path, response.status_code, response.content[:300])
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_outsiders_changed_nothing(world, outsider, org, project, api_key):
+    for method, path in ROUTES:
+        if "<" in path and method in ("patch", "delete", "post"):
+            outsider.api.call(method, _fill(path, world), {"name": "taken over", "role": "owner"})
+    org.refresh_from_db()
+    project.refresh_from_db()
+    api_key.refresh_from_db()
+    assert org.name != "taken over" and project.name == "Production API"
+    assert UsageLog.objects.filter(project=project).count() == 1

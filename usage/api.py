@@ -1,0 +1,87 @@
+"""REST endpoints of the usage log, the credits ledger and spending alerts."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gateway.api import PageQuery, envelope, keyset_page, parse, parse_query
+from gateway.errors import NotFound
+from projects import access
+from projects.models import Membership
+from usage import services
+from usage.models import UsageLog
+from usage.serializers import AlertIn, AlertOut, LogQuery, TransactionOut, UsageLogOut
+
+Role = Membership.Role
+
+
+def _page(name: str, serializer):
+    return inline_serializer(
+        name=f"{name.title()}Page", fields={name: serializer, "nextCursor": serializers.CharField(allow_null=True)}
+    )
+
+
+class LogListView(APIView):
+    @extend_schema(parameters=[LogQuery], responses={200: _page("logs", UsageLogOut(many=True))})
+    def get(self, request):
+        query = parse_query(LogQuery, request)
+        project = access.project_for(request.user, query["projectId"])
+        logs = UsageLog.objects.filter(project=project)
+        if query.get("apiKeyId"):
+            logs = logs.filter(api_key_id=query["apiKeyId"])
+        if query.get("model"):
+            logs = logs.filter(requested_model=query["model"]) | logs.filter(used_model=query["model"])
+        if query.get("provider"):
+            logs = logs.filter(used_provider=query["provider"])
+        if query["cached"] is not None:
+            logs = logs.filter(cached=query["cached"])
+        if query["hasError"] is not None:
+            logs = logs.filter(has_error=query["hasError"])
+        if query.get("from"):
+            logs = logs.filter(created_at__gte=query["from"])
+        if query.get("to"):
+            logs = logs.filter(created_at__lt=query["to"])
+        rows, cursor = keyset_page(logs, cursor=query.get("cursor"), limit=query["limit"])
+        return Response({"logs": UsageLogOut(rows, many=True).data, "nextCursor": cursor})
+
+
+class TransactionListView(APIView):
+    @extend_schema(parameters=[PageQuery], responses={200: _page("transactions", TransactionOut(many=True))})
+    def get(self, request, organization_id):
+        organization = access.organization_for(request.user, organization_id)
+        query = parse_query(PageQuery, request)
+        rows, cursor = keyset_page(organization.transactions.all(), cursor=query.get("cursor"), limit=query["limit"])
+        return Response({"transactions": TransactionOut(rows, many=True).data, "nextCursor": cursor})
+
+
+class AlertListView(APIView):
+    @extend_schema(responses={200: envelope("alerts", AlertOut(many=True))})
+    def get(self, request, organization_id):
+        organization = access.organization_for(request.user, organization_id)
+        return Response({"alerts": AlertOut(organization.alerts.all(), many=True).data})
+
+    @extend_schema(request=AlertIn, responses={201: envelope("alert", AlertOut())})
+    def post(self, request, organization_id):
+        organization = access.organization_for(request.user, organization_id, Role.ADMIN)
+        data = parse(AlertIn, request)
+        project = None
+        if data["projectId"]:
+            project = organization.projects.filter(pk=data["projectId"]).first()
+            if project is None:
+                raise NotFound("project not found")
+        alert = services.alert_create(
+            organization=organization, threshold_usd=data["thresholdUsd"], period=data["period"], project=project
+        )
+        return Response({"alert": AlertOut(alert).data}, status=201)
+
+
+class AlertDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, organization_id, alert_id):
+        organization = access.organization_for(request.user, organization_id, Role.ADMIN)
+        alert = organization.alerts.filter(pk=alert_id).first()
+        if alert is None:
+            raise NotFound("alert not found")
+        services.alert_delete(alert=alert)
+        return Response(status=204)

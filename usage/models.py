@@ -1,0 +1,106 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+from gateway.ids import PrefixedIdField
+from gateway.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from projects.models import Organization, Project
+
+
+def money_field(**kwargs) -> models.DecimalField:
+    kwargs.setdefault("default", Decimal("0"))
+    return models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, **kwargs)
+
+
+class UsageLog(models.Model):
+    """One row per gateway request, errors and cache hits included (inserted in bulk by a task)."""
+
+    id = PrefixedIdField(prefix="log")
+    request_id = models.CharField(max_length=64, unique=True)  # makes ingestion idempotent
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="usage_logs")
+    # A plain id, not a key: deleting an API key keeps its history readable.
+    api_key_id = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    requested_model = models.CharField(max_length=200, blank=True)
+    used_model = models.CharField(max_length=200, blank=True)
+    used_provider = models.CharField(max_length=64, blank=True)
+    used_mode = models.CharField(max_length=16, blank=True)  # api-keys | credits
+    streamed = models.BooleanField(default=False)
+    cached = models.BooleanField(default=False)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost = money_field()  # input + output + fee
+    input_cost = money_field()
+    output_cost = money_field()
+    fee = money_field()
+    duration = models.PositiveIntegerField(default=0, help_text="milliseconds")
+    time_to_first_token = models.PositiveIntegerField(null=True, blank=True, help_text="milliseconds")
+    finish_reason = models.CharField(max_length=32, blank=True)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    has_error = models.BooleanField(default=False)
+    error_message = models.TextField(blank=True)
+    canceled = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at", "-id"], name="log_project_time"),
+            models.Index(fields=["project", "api_key_id", "-created_at"], name="log_project_key_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.request_id} {self.used_model} {self.status_code}"
+
+
+class CreditTransaction(models.Model):
+    """The credits ledger: every change of an organization's balance, newest last."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup"
+        USAGE = "usage"
+        REFUND = "refund"
+        ADJUSTMENT = "adjustment"
+
+    id = PrefixedIdField(prefix="txn")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="transactions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = money_field(help_text="USD; positive raises the balance, negative lowers it")
+    balance_after = money_field()
+    note = models.CharField(max_length=255, blank=True)
+    # Usage debits name their request, so a request is never charged twice.
+    request_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    project_id_ref = models.CharField("project id", max_length=40, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-created_at", "-id"], name="txn_org_time")]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount} ({self.id})"
+
+
+class SpendAlert(models.Model):
+    """Email and show a notice when spend in the period crosses the threshold."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    id = PrefixedIdField(prefix="alert")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True, related_name="alerts")
+    threshold_usd = money_field()
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.threshold_usd} USD per {self.period}"

@@ -1,0 +1,79 @@
+"""JSON shapes of usage logs, the credits ledger and spending alerts (CONTRACT.md §3)."""
+
+from rest_framework import serializers
+
+from gateway.api import MoneyField, PageQuery, StrictSerializer
+from usage.models import CreditTransaction, SpendAlert
+
+
+class UsageLogOut(serializers.Serializer):
+    id = serializers.CharField()
+    requestId = serializers.CharField(source="request_id")
+    projectId = serializers.CharField(source="project_id")
+    apiKeyId = serializers.CharField(source="api_key_id")
+    createdAt = serializers.DateTimeField(source="created_at")
+    requestedModel = serializers.CharField(source="requested_model")
+    usedModel = serializers.CharField(source="used_model")
+    usedProvider = serializers.CharField(source="used_provider")
+    usedMode = serializers.CharField(source="used_mode")
+    streamed = serializers.BooleanField()
+    cached = serializers.BooleanField()
+    promptTokens = serializers.IntegerField(source="prompt_tokens")
+    completionTokens = serializers.IntegerField(source="completion_tokens")
+    totalTokens = serializers.IntegerField(source="total_tokens")
+    cost = MoneyField()
+    inputCost = MoneyField(source="input_cost")
+    outputCost = MoneyField(source="output_cost")
+    fee = MoneyField()
+    duration = serializers.IntegerField(help_text="milliseconds")
+    timeToFirstToken = serializers.IntegerField(source="time_to_first_token", allow_null=True, help_text="milliseconds")
+    finishReason = serializers.CharField(source="finish_reason")
+    statusCode = serializers.IntegerField(source="status_code")
+    hasError = serializers.BooleanField(source="has_error")
+    errorMessage = serializers.CharField(source="error_message")
+    canceled = serializers.BooleanField()
+
+
+class TransactionOut(serializers.Serializer):
+    id = serializers.CharField()
+    organizationId = serializers.CharField(source="organization_id")
+    kind = serializers.ChoiceField(choices=CreditTransaction.Kind.choices)
+    amount = serializers.SerializerMethodField()
+    balanceAfter = MoneyField(source="balance_after")
+    note = serializers.CharField()
+    requestId = serializers.CharField(source="request_id", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    def get_amount(self, obj) -> str:
+        # Signed: MoneyField refuses negatives on input, but a debit is negative.
+        return MoneyField(min_value=None).to_representation(obj.amount)
+
+
+class AlertOut(serializers.Serializer):
+    id = serializers.CharField()
+    thresholdUsd = MoneyField(source="threshold_usd")
+    period = serializers.ChoiceField(choices=SpendAlert.Period.choices)
+    projectId = serializers.CharField(source="project_id", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class AlertIn(StrictSerializer):
+    thresholdUsd = MoneyField()
+    period = serializers.ChoiceField(choices=SpendAlert.Period.choices, default=SpendAlert.Period.MONTH)
+    projectId = serializers.CharField(max_length=40, required=False, allow_null=True, default=None)
+
+
+class LogQuery(PageQuery):
+    projectId = serializers.CharField(max_length=40)
+    apiKeyId = serializers.CharField(max_length=40, required=False)
+    model = serializers.CharField(max_length=200, required=False)
+    provider = serializers.CharField(max_length=64, required=False)
+    cached = serializers.BooleanField(required=False, allow_null=True, default=None)
+    hasError = serializers.BooleanField(required=False, allow_null=True, default=None)
+    # `from` is a Python keyword; the field is renamed in __init__.
+    from_ = serializers.DateTimeField(required=False)
+    to = serializers.DateTimeField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["from"] = self.fields.pop("from_")
