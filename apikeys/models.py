@@ -8,10 +8,11 @@ from gateway.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from projects.models import Organization, Project
 
 
-def mask(token: str, keep_start: int = 4) -> str:
-    """`llmgw_Ab12…9xYz`: enough to recognise a key, never enough to use it."""
+def mask(token: str, keep_start: int = 0) -> str:
+    """`…9xYz` (or `llmgw_…9xYz` keeping a known prefix): enough to recognise a key, never
+    enough to use it. Short tokens show less."""
     if len(token) < 16:
-        return "…" + token[-2:] if len(token) > 6 else "…"
+        return "…" + token[-2:] if len(token) > 8 else "…"
     return f"{token[:keep_start]}…{token[-4:]}"
 
 

@@ -21,11 +21,13 @@ class ApiKeyOut(serializers.Serializer):
 
 
 class ApiKeyCreatedOut(ApiKeyOut):
+    """The one answer that carries the token: rendered from (key, plaintext token)."""
+
     token = serializers.CharField(help_text="shown in this response only")
 
     def to_representation(self, instance):
         key, token = instance
-        data = super().to_representation(key)
+        data = ApiKeyOut(key).data
         return {"id": data.pop("id"), "token": token, **data}
 
 

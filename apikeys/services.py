@@ -11,6 +11,7 @@ from apikeys import crypto
 from apikeys.models import ApiKey, IamRule, ProviderKey, mask
 from apikeys.urlsafety import check_base_url
 from apikeys.validation import validate_provider_token
+from gateway import events
 from gateway.errors import Conflict, ValidationFailed
 from gateway.ids import random_string
 from gateway.providers import PROVIDERS
@@ -47,7 +48,7 @@ def api_key_create(
     key = ApiKey.objects.create(
         project=project,
         token_hash=sha256_hex(plaintext),
-        masked_token=mask(plaintext, keep_start=len(ApiKey.PREFIX) + 4),
+        masked_token=mask(plaintext, keep_start=len(ApiKey.PREFIX)),
         description=(description or "").strip()[:255],
         usage_limit=_check_limit(usage_limit),
         created_by=created_by,
@@ -84,11 +85,17 @@ def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, s
     if _over_limit(key) and key.status == Status.ACTIVE:
         key.status, key.disabled_reason = Status.INACTIVE, Reason.USAGE_LIMIT
     key.save()
+    _changed(key)
     return key
 
 
 def api_key_delete(*, api_key: ApiKey) -> None:
+    _changed(api_key)
     api_key.delete()
+
+
+def _changed(api_key: ApiKey) -> None:
+    events.config_changed(api_key.project.organization_id)
 
 
 # --- IAM rules --------------------------------------------------------------------------------
@@ -160,12 +167,14 @@ def _check_rule_status(status: str) -> str:
 
 
 def iam_rule_create(*, api_key: ApiKey, rule_type: str, rule_value, status: str = "active") -> IamRule:
-    return IamRule.objects.create(
+    rule = IamRule.objects.create(
         api_key=api_key,
         rule_type=rule_type,
         rule_value=_clean_rule(rule_type, rule_value),
         status=_check_rule_status(status),
     )
+    _changed(api_key)
+    return rule
 
 
 def iam_rule_update(*, rule: IamRule, rule_type=_UNSET, rule_value=_UNSET, status=_UNSET) -> IamRule:
@@ -176,10 +185,12 @@ def iam_rule_update(*, rule: IamRule, rule_type=_UNSET, rule_value=_UNSET, statu
     if status is not _UNSET:
         rule.status = _check_rule_status(status)
     rule.save()
+    _changed(rule.api_key)
     return rule
 
 
 def iam_rule_delete(*, rule: IamRule) -> None:
+    _changed(rule.api_key)
     rule.delete()
 
 
@@ -248,7 +259,7 @@ def provider_key_create(
     with transaction.atomic():
         Organization.objects.select_for_update().get(pk=organization.pk)  # serialise the check
         _check_unique(organization, provider, name)
-        return ProviderKey.objects.create(
+        key = ProviderKey.objects.create(
             organization=organization,
             provider=provider,
             name=name,
@@ -256,6 +267,8 @@ def provider_key_create(
             encrypted_token=crypto.encrypt(token),
             masked_token=mask(token),
         )
+        events.config_changed(organization.pk)
+        return key
 
 
 def provider_key_update(
@@ -291,10 +304,12 @@ def provider_key_update(
         for field, value in changes.items():
             setattr(key, field, value)
         key.save()
+        events.config_changed(key.organization_id)
     return key
 
 
 def provider_key_delete(*, provider_key: ProviderKey) -> None:
+    events.config_changed(provider_key.organization_id)
     provider_key.delete()
 
 

@@ -36,6 +36,10 @@ class OrganizationAdmin(admin.ModelAdmin):
     fields = ["id", "name", "status", "project_limit", "credits", "created_at", "updated_at"]
     inlines = [MembershipInline]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.organization_admin_saved(organization=obj)
+
     def delete_model(self, request, obj):
         services.organization_delete(organization=obj)
 
@@ -52,6 +56,12 @@ class ProjectAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "created_at", "updated_at"]
     list_select_related = ["organization"]
     raw_id_fields = ["organization"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        fields = ("name", "mode", "caching_enabled", "cache_duration_seconds", "status")
+        services.project_update(project=obj, **{f: form.cleaned_data[f] for f in fields if f in form.changed_data})
 
     def delete_model(self, request, obj):
         services.project_delete(project=obj)

@@ -55,6 +55,11 @@ class Organization(models.Model):
     credits = models.DecimalField(
         max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, default=Decimal("0")
     )
+    # Every usage debit ever. credits + credits_spent = everything credited, which only
+    # grows with top-ups: the gateway's spend check reads it (gateway/store.py).
+    credits_spent = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, default=Decimal("0"), editable=False
+    )
     # Empty means the PROJECT_LIMIT setting; support raises it per organization in the admin.
     project_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Active projects allowed. Empty: the PROJECT_LIMIT setting."

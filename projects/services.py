@@ -14,6 +14,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gateway import events
 from gateway.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, ValidationFailed
 from projects.models import Membership, Organization, Project, SessionToken, User, sha256_hex
 
@@ -112,6 +113,11 @@ def organization_update(*, organization: Organization, name: str) -> Organizatio
     organization.name = _clean_name(name)
     organization.save(update_fields=["name", "updated_at"])
     return organization
+
+
+def organization_admin_saved(*, organization: Organization) -> None:
+    """Status and project limit change in the admin; the gateway must hear of it."""
+    events.config_changed(organization.pk)
 
 
 @transaction.atomic
@@ -261,10 +267,13 @@ def project_update(*, project: Project, **changes) -> Project:
             _check_project_limit(_lock(project.organization))
         project.status = status
     project.save()
+    events.config_changed(project.organization_id)
     return project
 
 
 @transaction.atomic
 def project_delete(*, project: Project) -> None:
-    """Deletes the project with its API keys (which stop authenticating) and usage logs."""
+    """Deletes the project with its API keys (which stop authenticating) and usage logs, and
+    tells every gateway process to stop the project's requests in flight."""
+    events.project_deleted(project.pk, project.organization_id)
     project.delete()

@@ -4,6 +4,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 
+from gateway import events
 from gateway.errors import ValidationFailed
 from projects.models import Organization, Project, User
 from usage.models import CreditTransaction, SpendAlert
@@ -38,6 +39,7 @@ def credits_add(
     locked.credits += amount
     locked.save(update_fields=["credits", "updated_at"])
     organization.credits = locked.credits
+    events.config_changed(organization.pk)
     return CreditTransaction.objects.create(
         organization=locked, kind=kind, amount=amount, balance_after=locked.credits,
         note=(note or "")[:255], created_by=created_by,

@@ -1,0 +1,105 @@
+"""Changes the gateway processes must hear about at once: configuration that their key
+snapshots hold, and projects deleted while requests of theirs are in flight.
+
+With Redis, events go over pub/sub. On the embedded defaults they go through a small
+table that each gateway process polls, so separate processes (web, Celery) still reach
+each other without Redis.
+"""
+
+import asyncio
+import logging
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "llmgw:events"
+POLL_SECONDS = 0.25
+
+
+def _publish_now(event: dict) -> None:
+    if settings.REDIS_URL:
+        from gateway.redis import sync_client
+
+        sync_client().publish(CHANNEL, orjson.dumps(event))
+    else:
+        from gateway.models import Event
+
+        Event.objects.create(data=event)
+
+
+def publish(kind: str, **data) -> None:
+    """Sends the event once the current transaction commits (at once outside one)."""
+    event = {"kind": kind, **data}
+
+    def send():
+        try:
+            _publish_now(event)
+        except Exception:  # the snapshot TTL still bounds staleness; never fail the write
+            log.exception("could not publish event %s", kind)
+
+    transaction.on_commit(send)
+
+
+def config_changed(organization_id: str) -> None:
+    publish("config", organization=organization_id)
+
+
+def project_deleted(project_id: str, organization_id: str) -> None:
+    publish("project_deleted", project=project_id, organization=organization_id)
+
+
+async def listen(handle) -> None:
+    """Calls `handle(event)` for every event, for as long as the process lives."""
+    if settings.REDIS_URL:
+        await _listen_redis(handle)
+    else:
+        await _listen_table(handle)
+
+
+async def _listen_redis(handle) -> None:
+    from gateway.redis import async_client
+
+    while True:
+        try:
+            pubsub = async_client().pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(CHANNEL)
+            handle({"kind": "resync"})  # events may have been missed while disconnected
+            async for message in pubsub.listen():
+                if message and message.get("type") == "message":
+                    handle(orjson.loads(message["data"]))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("event subscription lost; reconnecting", exc_info=True)
+            await asyncio.sleep(1)
+
+
+async def _listen_table(handle) -> None:
+    from asgiref.sync import sync_to_async
+
+    from gateway.models import Event
+
+    @sync_to_async
+    def latest_id() -> int:
+        return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+    @sync_to_async
+    def since(last: int) -> list:
+        return list(Event.objects.filter(id__gt=last).order_by("id").values_list("id", "data")[:1000])
+
+    last = None
+    while True:
+        try:
+            if last is None:
+                last = await latest_id()
+            for event_id, data in await since(last):
+                last = event_id
+                handle(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("could not read events; retrying", exc_info=True)
+        await asyncio.sleep(POLL_SECONDS)

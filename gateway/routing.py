@@ -1,0 +1,99 @@
+"""Which providers may serve a request: the model asked for, the project's mode, the
+organization's keys and the API key's IAM rules, cheapest first."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from gateway import catalog, iam
+from gateway.errors import GatewayError
+from gateway.keys import KeySnapshot
+from gateway.providers import PROVIDERS
+
+
+@dataclass(frozen=True)
+class Candidate:
+    offer: catalog.Offer
+    token: str
+    base_url: str
+    paid_with_credits: bool
+
+    @property
+    def provider(self) -> str:
+        """The provider as logs and headers show it (a custom provider by its name)."""
+        return self.offer.custom_name or self.offer.provider
+
+    @property
+    def mode(self) -> str:
+        return "credits" if self.paid_with_credits else "api-keys"
+
+    @property
+    def wire_format(self) -> str:
+        return PROVIDERS[self.offer.provider].wire_format
+
+
+def offers_for(snapshot: KeySnapshot, model: str) -> list[catalog.Offer]:
+    """`provider/model` pins a provider, `<custom name>/model` names a custom one, a bare id
+    takes every provider of the model."""
+    prefix, slash, rest = model.partition("/")
+    if slash and prefix in PROVIDERS and prefix != "custom":
+        return [o for o in catalog.BY_MODEL.get(rest, []) if o.provider == prefix]
+    if slash and prefix in snapshot.custom_keys:
+        return [catalog.custom_offer(prefix, rest)] if rest else []
+    return list(catalog.BY_MODEL.get(model, []))
+
+
+def _payment(snapshot: KeySnapshot, offer: catalog.Offer) -> Candidate | None:
+    """How this offer can be paid under the project's mode, or None."""
+    if offer.custom_name:
+        creds = snapshot.custom_keys.get(offer.custom_name)
+        if creds is None or snapshot.mode == "credits":
+            return None
+        return Candidate(offer, creds.token, creds.base_url, paid_with_credits=False)
+    own = snapshot.own_keys.get(offer.provider)
+    if own is not None and snapshot.mode != "credits":
+        base_url = own.base_url or settings.PROVIDER_BASE_URLS[offer.provider]
+        return Candidate(offer, own.token, base_url, paid_with_credits=False)
+    gateway_key = settings.PROVIDER_API_KEYS.get(offer.provider)
+    if gateway_key and snapshot.mode != "api-keys":
+        return Candidate(offer, gateway_key, settings.PROVIDER_BASE_URLS[offer.provider], paid_with_credits=True)
+    return None
+
+
+def _effective_price(candidate: Candidate):
+    price = candidate.offer.input_price + candidate.offer.output_price
+    return price * (100 + settings.CREDIT_FEE_PERCENT) / 100 if candidate.paid_with_credits else price
+
+
+def candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
+    """The providers to try in order (at most 1 + UPSTREAM_MAX_RETRIES), or the reason none can."""
+    offers = offers_for(snapshot, model)
+    if not offers:
+        raise GatewayError(400, f"The model '{model}' does not exist or is not offered by this gateway.", "model_not_found", param="model")
+    allowed = [o for o in offers if iam.allows(snapshot.rules, o)]
+    if not allowed:
+        raise GatewayError(403, f"This API key's IAM rules do not allow the model '{model}'.", "permission_denied", param="model")
+    payable = [c for c in (_payment(snapshot, o) for o in allowed) if c is not None]
+    if not payable:
+        raise _unpayable(snapshot, model, allowed)
+    payable.sort(key=_effective_price)
+    return payable[: 1 + settings.UPSTREAM_MAX_RETRIES]
+
+
+def _unpayable(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> GatewayError:
+    providers = ", ".join(sorted({o.custom_name or o.provider for o in offers}))
+    if snapshot.mode == "api-keys" or any(o.custom_name for o in offers):
+        return GatewayError(
+            400,
+            f"No provider key for {providers} in this organization. Add one under Provider Keys, "
+            "or switch the project to the credits or hybrid mode.",
+            "provider_key_missing",
+            param="model",
+        )
+    return GatewayError(
+        400,
+        f"The model '{model}' cannot be paid with credits on this gateway ({providers} is not set up). "
+        "Add your own provider key.",
+        "provider_unavailable",
+        param="model",
+    )

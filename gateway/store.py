@@ -1,0 +1,141 @@
+"""Hard spend limits: reserve a request's worst-case cost before calling upstream, settle
+to the real cost afterwards, release on failure.
+
+Amounts are integer nano-dollars. Per API key the store keeps its total usage and what is
+reserved in flight; per organization paying with credits, its total spend and reservations.
+Totals start from the database's figures the first time a key or organization is seen, and
+from then on the store is ahead of the database (which the usage-log task catches up).
+The credits check compares against everything ever credited (balance + spent), which only
+grows with top-ups, so a stale read can only refuse, never overspend.
+
+Two implementations: Redis (atomic Lua scripts; shared by every gateway process) when
+REDIS_URL is set, and process memory on the embedded default (one web process).
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+OK, USAGE_LIMIT, INSUFFICIENT_CREDITS = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who pays for a request, with the database's figures for first use."""
+
+    key_id: str
+    key_limit: int | None  # nano-dollars; None: no limit
+    key_usage: int  # from the database
+    org_id: str
+    org_credited: int | None  # credits + credits spent; None: credits do not pay
+    org_spent: int  # from the database
+
+
+class MemoryStore:
+    def __init__(self):
+        self.usage: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}
+        self.spent: dict[str, int] = {}
+        self.credit_reserved: dict[str, int] = {}
+
+    async def reserve(self, account: Account, amount: int) -> int:
+        # No await between check and update: atomic within the event loop.
+        usage = self.usage.setdefault(account.key_id, account.key_usage)
+        if account.key_limit is not None and usage + self.reserved.get(account.key_id, 0) + amount > account.key_limit:
+            return USAGE_LIMIT
+        if account.org_credited is not None:
+            spent = self.spent.setdefault(account.org_id, account.org_spent)
+            if spent + self.credit_reserved.get(account.org_id, 0) + amount > account.org_credited:
+                return INSUFFICIENT_CREDITS
+            self.credit_reserved[account.org_id] = self.credit_reserved.get(account.org_id, 0) + amount
+        self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) + amount
+        return OK
+
+    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int) -> None:
+        """Releases `reserved` and adds the real cost; `credits_actual` is what credits paid."""
+        self.usage[account.key_id] = self.usage.get(account.key_id, account.key_usage) + actual
+        self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) - reserved
+        if account.org_credited is not None:
+            self.credit_reserved[account.org_id] = self.credit_reserved.get(account.org_id, 0) - reserved
+        if credits_actual:
+            self.spent[account.org_id] = self.spent.get(account.org_id, account.org_spent) + credits_actual
+
+    async def forget(self) -> None:
+        self.__init__()
+
+
+_RESERVE = """
+-- KEYS: key usage, key reserved, org spent, org reserved
+-- ARGV: amount, key limit (-1: none), key usage from the db, org credited (-1: no credits), org spent from the db
+redis.call('SET', KEYS[1], ARGV[3], 'NX')
+local amount = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+if limit >= 0 then
+  local used = tonumber(redis.call('GET', KEYS[1])) + tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used + amount > limit then return 1 end
+end
+local credited = tonumber(ARGV[4])
+if credited >= 0 then
+  redis.call('SET', KEYS[3], ARGV[5], 'NX')
+  local spent = tonumber(redis.call('GET', KEYS[3])) + tonumber(redis.call('GET', KEYS[4]) or '0')
+  if spent + amount > credited then return 2 end
+  redis.call('INCRBY', KEYS[4], amount)
+end
+redis.call('INCRBY', KEYS[2], amount)
+return 0
+"""
+
+_SETTLE = """
+-- KEYS: key usage, key reserved, org spent, org reserved
+-- ARGV: reserved, actual, key usage from the db, credits reserved (0 or reserved), credits actual, org spent from the db
+redis.call('SET', KEYS[1], ARGV[3], 'NX')
+redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('DECRBY', KEYS[2], ARGV[1])
+if tonumber(ARGV[4]) > 0 then redis.call('DECRBY', KEYS[4], ARGV[4]) end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('SET', KEYS[3], ARGV[6], 'NX')
+  redis.call('INCRBY', KEYS[3], ARGV[5])
+end
+return 0
+"""
+
+
+class RedisStore:
+    PREFIX = "llmgw:spend:"
+
+    def __init__(self):
+        self._scripts: dict = {}
+
+    def _keys(self, account: Account) -> list[str]:
+        p = self.PREFIX
+        return [f"{p}usage:{account.key_id}", f"{p}res:{account.key_id}", f"{p}spent:{account.org_id}", f"{p}cres:{account.org_id}"]
+
+    def _script(self, source: str):
+        from gateway.redis import async_client
+
+        client = async_client()
+        cache_key = (id(client), source)
+        if cache_key not in self._scripts:
+            self._scripts[cache_key] = client.register_script(source)
+        return self._scripts[cache_key]
+
+    async def reserve(self, account: Account, amount: int) -> int:
+        limit = -1 if account.key_limit is None else account.key_limit
+        credited = -1 if account.org_credited is None else account.org_credited
+        args = [amount, limit, account.key_usage, credited, account.org_spent]
+        return int(await self._script(_RESERVE)(keys=self._keys(account), args=args))
+
+    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int) -> None:
+        credits_reserved = reserved if account.org_credited is not None else 0
+        args = [reserved, actual, account.key_usage, credits_reserved, credits_actual, account.org_spent]
+        await self._script(_SETTLE)(keys=self._keys(account), args=args)
+
+
+_store = None
+
+
+def get_store():
+    global _store
+    if _store is None:
+        _store = RedisStore() if settings.REDIS_URL else MemoryStore()
+    return _store

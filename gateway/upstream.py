@@ -1,0 +1,140 @@
+"""Calls to providers: one pooled aiohttp session per process, with the three timeouts
+(connect, first byte, idle between chunks), and errors sorted into retryable or final.
+
+Nothing from here reaches a client with a provider key or an upstream URL in it.
+"""
+
+import asyncio
+import socket
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from apikeys.crypto import redact
+from gateway.errors import GatewayError
+from gateway.wire.base import UpstreamCall, WireFormat
+
+_sessions: dict = {}
+
+
+def session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    current = _sessions.get(loop)
+    if current is None or current.closed:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        # Read timeouts are applied per step (first byte, then each chunk) with wait_for.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.UPSTREAM_CONNECT_TIMEOUT, sock_read=None)
+        current = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, json_serialize=lambda o: orjson.dumps(o).decode(),
+            auto_decompress=True, skip_auto_headers=["User-Agent"],
+        )
+        _sessions[loop] = current
+    return current
+
+
+async def close_sessions() -> None:
+    for s in list(_sessions.values()):
+        await s.close()
+    _sessions.clear()
+
+
+class UpstreamFailure(Exception):
+    """A call that failed before its first byte reached the client."""
+
+    def __init__(self, error: GatewayError, *, retryable: bool):
+        super().__init__(error.message)
+        self.error = error
+        self.retryable = retryable
+
+
+_custom_host_checks: dict[str, float] = {}
+
+
+async def check_custom_host(base_url: str) -> None:
+    """Custom base URLs are checked again when used: a DNS name may have changed since."""
+    if settings.ALLOW_PRIVATE_PROVIDER_URLS:
+        return
+    from apikeys.urlsafety import resolve_public
+    from gateway.errors import ServiceError
+
+    parts = urlsplit(base_url)
+    try:
+        await sync_to_async(resolve_public, thread_sensitive=False)(parts.hostname or "", parts.port or 443)
+    except ServiceError:
+        raise UpstreamFailure(
+            GatewayError(502, "The custom provider's base URL resolves to a private address; refusing to call it.", "upstream_error"),
+            retryable=True,
+        ) from None
+
+
+def _failure_for_status(status: int, message: str, retry_after: str | None) -> UpstreamFailure:
+    if status == 429:
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return UpstreamFailure(GatewayError(429, f"The provider is rate limiting: {message}", "rate_limited", headers=headers), retryable=True)
+    if status in (401, 403):
+        # The provider refused our key: the next provider may take the request.
+        return UpstreamFailure(GatewayError(502, "The provider refused the credentials for this request.", "upstream_error"), retryable=True)
+    if status >= 500:
+        return UpstreamFailure(GatewayError(502, f"The provider failed (HTTP {status}): {message}", "upstream_error"), retryable=True)
+    if status == 408:
+        return UpstreamFailure(GatewayError(504, "The provider timed out.", "upstream_timeout"), retryable=True)
+    # Any other 4xx is about the request itself; another provider would refuse it too.
+    return UpstreamFailure(GatewayError(400, message, "invalid_request_error"), retryable=False)
+
+
+async def open_response(call: UpstreamCall, wire: WireFormat, token: str) -> aiohttp.ClientResponse:
+    """The provider's response once its headers arrived with a 2xx status."""
+    try:
+        response = await asyncio.wait_for(
+            session().post(call.url, data=call.body, headers=call.headers, allow_redirects=False),
+            timeout=settings.UPSTREAM_FIRST_BYTE_TIMEOUT,
+        )
+    except asyncio.TimeoutError:
+        raise UpstreamFailure(GatewayError(504, "The provider did not answer in time.", "upstream_timeout"), retryable=True) from None
+    except (aiohttp.ClientError, OSError, socket.gaierror) as e:
+        raise UpstreamFailure(
+            GatewayError(502, f"Could not reach the provider ({type(e).__name__}).", "upstream_error"), retryable=True
+        ) from None
+    if 200 <= response.status < 300:
+        return response
+    try:
+        raw = await asyncio.wait_for(response.content.read(64 * 1024), timeout=settings.UPSTREAM_IDLE_TIMEOUT)
+        data = orjson.loads(raw) if raw else None
+    except (orjson.JSONDecodeError, asyncio.TimeoutError, aiohttp.ClientError):
+        data = None
+    finally:
+        response.release()
+    message = redact(wire.error_message(response.status, data), token)
+    raise _failure_for_status(response.status, message, response.headers.get("Retry-After"))
+
+
+async def read_json(response: aiohttp.ClientResponse, token: str):
+    """The whole body of a non-streaming answer, capped, as parsed JSON."""
+    limit = settings.UPSTREAM_MAX_RESPONSE_BYTES
+    try:
+        raw = await asyncio.wait_for(response.content.read(limit + 1), timeout=settings.UPSTREAM_IDLE_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise GatewayError(504, "The provider stopped answering.", "upstream_timeout") from None
+    except aiohttp.ClientError:
+        raise GatewayError(502, "The provider's connection broke.", "upstream_error") from None
+    finally:
+        response.release()
+    if len(raw) > limit:
+        raise GatewayError(502, "The provider's answer was too large.", "upstream_error")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GatewayError(502, "The provider's answer was not valid JSON.", "upstream_error") from None
+
+
+async def read_chunk(response: aiohttp.ClientResponse) -> bytes:
+    """The next bytes of a stream (b"" at its end), within the idle timeout."""
+    try:
+        return await asyncio.wait_for(response.content.readany(), timeout=settings.UPSTREAM_IDLE_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise GatewayError(504, "The provider went silent mid-stream.", "upstream_timeout") from None
+    except (aiohttp.ClientError, OSError):
+        raise GatewayError(502, "The provider's connection broke mid-stream.", "upstream_error") from None

@@ -1,0 +1,52 @@
+"""Usage records leave the request path at once: buffered in memory for a moment, then sent
+in batches to the Celery task that bulk-inserts them (usage.tasks.ingest_usage).
+
+Sending happens in a thread so a slow broker never blocks the event loop; a batch that
+cannot be sent stays buffered and is tried again.
+"""
+
+import asyncio
+import logging
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+MAX_BUFFERED = 200_000  # beyond this the broker has been down for long; keep memory bounded
+
+
+class UsageLogBuffer:
+    def __init__(self):
+        self.records: list[dict] = []
+        self.sent = 0
+        self.dropped = 0
+
+    def add(self, record: dict) -> None:
+        if len(self.records) >= MAX_BUFFERED:
+            self.dropped += 1
+            log.error("usage log buffer full; dropping record %s", record.get("request_id"))
+            return
+        self.records.append(record)
+
+    async def flush(self) -> None:
+        while self.records:
+            batch = self.records[:MAX_BATCH]
+            try:
+                await asyncio.to_thread(_send, batch)
+            except Exception:
+                log.warning("could not queue %d usage records; retrying", len(batch), exc_info=True)
+                return
+            del self.records[: len(batch)]
+            self.sent += len(batch)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.USAGE_LOG_FLUSH_SECONDS)
+            await self.flush()
+
+
+def _send(batch: list[dict]) -> None:
+    from usage.tasks import ingest_usage
+
+    ingest_usage.apply_async(args=[batch], retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})

@@ -1,0 +1,73 @@
+"""OpenAI Chat Completions, and every OpenAI-compatible host: a passthrough.
+
+The request goes up as the client sent it (with the provider's model id, and usage asked
+for when streaming); chunks come back byte for byte, read only for usage and finish reason.
+"""
+
+import orjson
+
+from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, Usage, WireFormat, clean_count
+
+
+def usage_from(data) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    return Usage(clean_count(data.get("prompt_tokens")), clean_count(data.get("completion_tokens")))
+
+
+class OpenAIStream(StreamTranslator):
+    def feed(self, event: str, data: str) -> list:
+        if data.strip() == "[DONE]":
+            return []  # the gateway ends the stream itself, after the usage chunk
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamFormatError("the provider sent an event that is not JSON") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamFormatError("the provider sent an event that is not a JSON object")
+        if chunk.get("error"):
+            self.state.error = FORMAT.error_message(200, chunk)
+            return []
+        usage = usage_from(chunk.get("usage"))
+        if usage is not None:
+            self.state.usage = usage
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and choices:
+            reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+            if reason:
+                self.state.finish_reason = reason
+        elif usage is not None and not self.include_usage:
+            return []  # the usage-only chunk we asked for, which this client did not
+        self.state.chunks += 1
+        return [data.encode()]
+
+
+class OpenAIFormat(WireFormat):
+    name = "openai"
+
+    def build_call(self, *, body, upstream_model, base_url, token, stream):
+        payload = dict(body, model=upstream_model)
+        if stream:
+            payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return UpstreamCall(
+            url=f"{base_url}/chat/completions",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            body=orjson.dumps(payload),
+        )
+
+    def parse_response(self, data, *, model, completion_id, created):
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamFormatError("the provider's answer has no choices")
+        usage = usage_from(data.get("usage"))
+        if usage is None:
+            usage = Usage()
+        data["usage"] = {**(data.get("usage") or {}), **usage.as_openai()}
+        choice = data["choices"][0] if data["choices"] else {}
+        reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+        return data, usage, reason
+
+    def stream_translator(self, *, model, completion_id, created, include_usage):
+        return OpenAIStream(model=model, completion_id=completion_id, created=created, include_usage=include_usage)
+
+
+FORMAT = OpenAIFormat()

@@ -1,0 +1,437 @@
+"""Provider keys of an organization: encrypted at rest, never shown, checked against the
+provider, kept off private networks, and re-encrypted when ENCRYPTION_KEYS rotate."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from apikeys import crypto
+from apikeys import services as key_services
+from apikeys.models import ProviderKey
+
+FIELDS = {"id", "organizationId", "provider", "name", "baseUrl", "maskedToken", "status", "createdAt", "updatedAt"}
+TOKEN = "sk-proj-Q7hV2mX9pL4sK8dR1tY6wZ3nB5cF0gJ"
+
+
+def _create(person, org, **body):
+    payload = {"organizationId": org.id, "provider": "openai", "token": TOKEN, "validate": False, **body}
+    return person.api.post("/api/v1/provider-keys", payload)
+
+
+def _pieces(secret: str, size: int = 8) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def _leaks(text: str, secret: str) -> bool:
+    """Whether the text holds the secret or any 8 characters of it in a row."""
+    return any(piece in text for piece in _pieces(secret))
+
+
+# --- create and read -----------------------------------------------------------------------------
+
+
+def test_it_creates_a_provider_key_with_the_contract_fields_and_no_token(owner, org):
+    response = _create(owner, org, name="main")
+
+    assert response.status_code == 201, response.json()
+    key = response.json()["providerKey"]
+    assert set(key) == FIELDS
+    assert key["id"].startswith("pk_")
+    assert key["organizationId"] == org.id
+    assert key["provider"] == "openai"
+    assert key["name"] == "main"
+    assert key["baseUrl"] is None
+    assert key["status"] == "active"
+    assert not _leaks(response.content.decode(), TOKEN)
+
+
+def test_the_token_appears_in_no_response_get_list_or_patch(owner, org):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+
+    responses = [
+        owner.api.get(f"/api/v1/provider-keys/{key_id}"),
+        owner.api.get("/api/v1/provider-keys", organizationId=org.id),
+        owner.api.get("/api/v1/provider-keys"),
+        owner.api.patch(f"/api/v1/provider-keys/{key_id}", {"name": "renamed", "status": "inactive"}),
+    ]
+
+    for response in responses:
+        assert response.status_code == 200, response.json()
+        assert "token" not in json.dumps(response.json()).replace("maskedToken", "")
+        assert not _leaks(response.content.decode(), TOKEN)
+    assert [k["id"] for k in responses[1].json()["providerKeys"]] == [key_id]
+    assert responses[3].json()["providerKey"]["name"] == "renamed"
+    assert responses[3].json()["providerKey"]["status"] == "inactive"
+
+
+def test_a_new_token_given_by_patch_is_not_returned_either(owner, org):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    new_token = "sk-proj-NEWTOKEN1234567890abcdefghij"
+
+    response = owner.api.patch(f"/api/v1/provider-keys/{key_id}", {"token": new_token, "validate": False})
+
+    assert response.status_code == 200, response.json()
+    assert not _leaks(response.content.decode(), new_token)
+    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == new_token
+
+
+def test_the_token_is_stored_encrypted_and_decrypts_back(owner, org):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    key = ProviderKey.objects.get(pk=key_id)
+
+    assert key.encrypted_token != TOKEN
+    assert not _leaks(key.encrypted_token, TOKEN)
+    row = ProviderKey.objects.filter(pk=key_id).values().get()
+    assert not any(_leaks(str(value), TOKEN) for value in row.values())
+    assert crypto.decrypt(key.encrypted_token) == TOKEN
+    assert key_services.provider_key_token(key) == TOKEN
+
+
+def test_the_masked_token_reveals_at_most_the_last_four_characters(owner, org):
+    masked = _create(owner, org).json()["providerKey"]["maskedToken"]
+
+    assert masked.endswith(TOKEN[-4:])
+    shown = masked.replace("…", "").replace("*", "").replace(".", "")
+    assert len(shown) <= 4, f"{masked!r} shows {shown!r} of the token"
+    assert TOKEN.endswith(shown)
+
+
+# --- validation of the input ---------------------------------------------------------------------
+
+
+def test_an_unknown_provider_is_refused_naming_provider(owner, org):
+    response = _create(owner, org, provider="openia")
+
+    assert response.status_code == 400
+    assert "provider" in response.json()["error"]["fields"]
+    assert ProviderKey.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"baseUrl": "http://127.0.0.1:9/v1"}, "name"),
+        ({"name": "local"}, "baseUrl"),
+        ({"name": "Local-LLM", "baseUrl": "http://127.0.0.1:9/v1"}, "name"),
+        ({"name": "local llm", "baseUrl": "http://127.0.0.1:9/v1"}, "name"),
+        ({"name": "openai", "baseUrl": "http://127.0.0.1:9/v1"}, "name"),
+    ],
+    ids=["no_name", "no_base_url", "uppercase_name", "name_with_space", "builtin_name"],
+)
+def test_a_custom_provider_needs_a_lowercase_name_and_a_base_url(owner, org, settings, body, field):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    response = _create(owner, org, provider="custom", **body)
+
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["error"]["fields"]
+    assert ProviderKey.objects.count() == 0
+
+
+def test_a_custom_provider_with_a_name_and_base_url_is_saved(owner, org, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    response = _create(owner, org, provider="custom", name="local-llm", baseUrl="http://127.0.0.1:9/v1/")
+
+    assert response.status_code == 201, response.json()
+    key = response.json()["providerKey"]
+    assert (key["provider"], key["name"], key["baseUrl"]) == ("custom", "local-llm", "http://127.0.0.1:9/v1")
+
+
+def test_a_second_openai_key_in_the_same_organization_is_a_conflict(owner, org):
+    assert _create(owner, org).status_code == 201
+
+    response = _create(owner, org, token="sk-proj-another-key-0123456789")
+
+    assert response.status_code == 409
+    assert ProviderKey.objects.filter(organization=org).count() == 1
+
+
+def test_two_custom_providers_need_different_names(owner, org, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    body = {"provider": "custom", "baseUrl": "http://127.0.0.1:9/v1"}
+
+    assert _create(owner, org, name="one", **body).status_code == 201
+    assert _create(owner, org, name="two", **body).status_code == 201
+    assert _create(owner, org, name="one", **body).status_code == 409
+
+
+def test_another_organization_may_have_its_own_openai_key(owner, org, outsider):
+    assert _create(owner, org).status_code == 201
+    assert _create(outsider, outsider.organization).status_code == 201
+
+
+# --- who may -------------------------------------------------------------------------------------
+
+
+def test_developers_cannot_create_patch_or_delete_provider_keys_but_can_read_them(developer, owner, org):
+    assert _create(developer, org).status_code == 403
+    assert ProviderKey.objects.count() == 0
+
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    url = f"/api/v1/provider-keys/{key_id}"
+    assert developer.api.patch(url, {"name": "mine"}).status_code == 403
+    assert developer.api.delete(url).status_code == 403
+    assert ProviderKey.objects.get(pk=key_id).name == ""
+    assert developer.api.get(url).status_code == 200
+    assert [k["id"] for k in developer.api.get("/api/v1/provider-keys").json()["providerKeys"]] == [key_id]
+
+
+def test_admins_create_patch_and_delete_provider_keys(admin, org):
+    created = _create(admin, org)
+    assert created.status_code == 201, created.json()
+    url = f"/api/v1/provider-keys/{created.json()['providerKey']['id']}"
+
+    patched = admin.api.patch(url, {"name": "team key"})
+    assert patched.status_code == 200
+    assert patched.json()["providerKey"]["name"] == "team key"
+    assert admin.api.delete(url).status_code == 204
+    assert admin.api.get(url).status_code == 404
+    assert ProviderKey.objects.count() == 0
+
+
+def test_outsiders_see_another_organizations_provider_key_as_missing(outsider, owner, org):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+
+    assert outsider.api.get(f"/api/v1/provider-keys/{key_id}").status_code == 404
+    assert outsider.api.delete(f"/api/v1/provider-keys/{key_id}").status_code == 404
+    assert _create(outsider, org).status_code == 404
+    assert outsider.api.get("/api/v1/provider-keys").json()["providerKeys"] == []
+
+
+# --- private addresses (SSRF) --------------------------------------------------------------------
+
+PRIVATE_URLS = [
+    "http://127.0.0.1:8000/v1",
+    "http://localhost/v1",
+    "http://10.0.0.1/v1",
+    "http://192.168.1.10/v1",
+    "http://169.254.169.254/latest",
+    "http://[::1]/v1",
+    "http://[::ffff:127.0.0.1]/v1",
+    "http://2130706433/",
+    "http://0x7f000001/",
+    "http://0.0.0.0/",
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+def test_a_base_url_at_a_private_address_is_refused_naming_base_url(owner, org, settings, url):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = False
+
+    response = _create(owner, org, provider="custom", name="internal", baseUrl=url)
+
+    assert response.status_code == 400, response.json()
+    assert "baseUrl" in response.json()["error"]["fields"]
+    assert ProviderKey.objects.count() == 0
+
+
+def test_patching_a_base_url_to_a_private_address_is_refused(owner, org, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    key_id = _create(owner, org, provider="custom", name="box", baseUrl="http://127.0.0.1:9/v1").json()["providerKey"]["id"]
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = False
+
+    response = owner.api.patch(
+        f"/api/v1/provider-keys/{key_id}", {"baseUrl": "http://169.254.169.254/", "validate": False}
+    )
+
+    assert response.status_code == 400
+    assert "baseUrl" in response.json()["error"]["fields"]
+    assert ProviderKey.objects.get(pk=key_id).base_url == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/", "http://user:pw@example.com/", "not a url"])
+def test_a_base_url_that_is_not_a_plain_http_url_is_refused(owner, org, settings, url):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    response = _create(owner, org, provider="custom", name="odd", baseUrl=url)
+
+    assert response.status_code == 400
+    assert "baseUrl" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://10.0.0.1/v1", "http://[::ffff:127.0.0.1]/v1"])
+def test_private_base_urls_are_allowed_when_the_operator_allows_them(owner, org, settings, url):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    response = _create(owner, org, provider="custom", name="internal", baseUrl=url)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["providerKey"]["baseUrl"] == url
+
+
+# --- validation against the provider -------------------------------------------------------------
+
+GOOD = "sk-good-4f9a2c7e1b8d3a6f0e5c9b2d7a1f4e8c"
+BAD = "sk-bad-9e1d7c3b5a0f2e8d4c6b1a9f7e3d5c2b"
+ANTHROPIC_GOOD = "sk-ant-api03-good-7c1e9a3f5b2d8e4a6c0f"
+
+
+class _Provider(BaseHTTPRequestHandler):
+    """Answers the model listing of the OpenAI and Anthropic formats, like the real ones."""
+
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802
+        type(self).seen.append((self.path, dict(self.headers)))
+        if self.path == "/v1/models" and self.headers.get("Authorization") == f"Bearer {GOOD}":
+            return self._answer(200, {"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]})
+        if self.path == "/v1/models" and self.headers.get("x-api-key") == ANTHROPIC_GOOD:
+            return self._answer(200, {"data": [{"id": "claude-3-5-sonnet", "type": "model"}], "has_more": False})
+        presented = self.headers.get("x-api-key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
+        self._answer(401, {"error": {"message": f"Incorrect API key provided: {presented}", "type": "invalid_request_error"}})
+
+    def _answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def provider(settings, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    _Provider.seen = []
+    settings.PROVIDER_BASE_URLS = {
+        **settings.PROVIDER_BASE_URLS, "openai": f"{base}/v1", "anthropic": base,
+    }
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    settings.PROVIDER_VALIDATION_TIMEOUT = 5
+    yield base
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_a_key_the_provider_accepts_is_saved(owner, org, provider):
+    response = _create(owner, org, token=GOOD, validate=True)
+
+    assert response.status_code == 201, response.json()
+    assert [path for path, _ in _Provider.seen] == ["/v1/models"]
+    assert key_services.provider_key_token(ProviderKey.objects.get()) == GOOD
+
+
+def test_keys_are_validated_by_default(owner, org, provider):
+    body = {"organizationId": org.id, "provider": "openai", "token": BAD}
+
+    response = owner.api.post("/api/v1/provider-keys", body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "provider_key_rejected"
+    assert len(_Provider.seen) == 1
+
+
+def test_a_key_the_provider_rejects_is_refused_with_its_reason_and_never_echoed(owner, org, provider):
+    response = _create(owner, org, token=BAD, validate=True)
+
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "provider_key_rejected"
+    assert "Incorrect API key provided" in error["message"]
+    assert "401" in error["message"]
+    assert "token" in error["fields"]
+    body = response.content.decode()
+    assert BAD not in body
+    assert not _leaks(body, BAD)
+    assert ProviderKey.objects.count() == 0
+
+
+def test_an_anthropic_key_is_checked_with_the_x_api_key_header(owner, org, provider):
+    good = _create(owner, org, provider="anthropic", token=ANTHROPIC_GOOD, validate=True)
+    path, headers = _Provider.seen[-1]
+
+    assert good.status_code == 201, good.json()
+    assert path == "/v1/models"
+    assert {k.lower(): v for k, v in headers.items()}["x-api-key"] == ANTHROPIC_GOOD
+    assert "anthropic-version" in {k.lower() for k in headers}
+
+
+def test_an_anthropic_key_the_provider_rejects_is_refused_without_the_key(owner, org, provider):
+    token = "sk-ant-api03-bad-5d2b8f1a7c4e9d3b6a0e"
+
+    bad = _create(owner, org, provider="anthropic", token=token, validate=True)
+
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "provider_key_rejected"
+    assert "Incorrect API key provided" in bad.json()["error"]["message"]
+    assert not _leaks(bad.content.decode(), token)
+    assert ProviderKey.objects.count() == 0
+
+
+def test_a_custom_provider_is_checked_at_its_own_base_url(owner, org, provider):
+    response = _create(owner, org, provider="custom", name="local", baseUrl=f"{provider}/v1", token=GOOD, validate=True)
+
+    assert response.status_code == 201, response.json()
+    assert _Provider.seen[-1][0] == "/v1/models"
+
+
+def test_a_provider_that_cannot_be_reached_is_a_clear_400(owner, org, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    settings.PROVIDER_VALIDATION_TIMEOUT = 2
+
+    # Port 9 (discard) is closed on the loopback: the connection is refused at once.
+    response = _create(owner, org, provider="custom", name="down", baseUrl="http://127.0.0.1:9/v1", validate=True)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "provider_key_rejected"
+    assert not _leaks(response.content.decode(), TOKEN)
+
+
+def test_a_new_token_given_by_patch_is_validated_too(owner, org, provider):
+    key_id = _create(owner, org, token=GOOD, validate=True).json()["providerKey"]["id"]
+
+    response = owner.api.patch(f"/api/v1/provider-keys/{key_id}", {"token": BAD})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "provider_key_rejected"
+    assert not _leaks(response.content.decode(), BAD)
+    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == GOOD
+
+
+# --- rotation of ENCRYPTION_KEYS -----------------------------------------------------------------
+
+
+def test_rotating_the_encryption_keys_keeps_every_provider_key_readable(owner, org, settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [old]
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    before = ProviderKey.objects.get(pk=key_id).encrypted_token
+
+    # Without the old key the token cannot be read: rotation is what keeps it.
+    settings.ENCRYPTION_KEYS = [new]
+    with pytest.raises(ImproperlyConfigured):
+        key_services.provider_key_token(ProviderKey.objects.get(pk=key_id))
+
+    settings.ENCRYPTION_KEYS = [new, old]
+    assert key_services.provider_keys_reencrypt() == 1
+    after = ProviderKey.objects.get(pk=key_id).encrypted_token
+    assert after != before
+
+    settings.ENCRYPTION_KEYS = [new]
+    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == TOKEN
+    assert key_services.provider_keys_reencrypt() == 1  # safe to run again
+    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == TOKEN
+
+
+def test_with_several_encryption_keys_the_first_one_encrypts(owner, org, settings):
+    first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [first, second]
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+
+    stored = ProviderKey.objects.get(pk=key_id).encrypted_token
+
+    assert Fernet(first.encode()).decrypt(stored.encode()).decode() == TOKEN
