@@ -1,7 +1,35 @@
+"""The ASGI entry point: /v1 goes to the lean gateway app, everything else to Django."""
+
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+django.setup(set_prefix=False)
 
-application = get_asgi_application()
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from gateway.v1 import GatewayApp  # noqa: E402
+
+django_app = get_asgi_application()
+gateway_app = GatewayApp()
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            gateway_app.ensure_started()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await gateway_app.shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+        return await gateway_app(scope, receive, send)
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    return await django_app(scope, receive, send)

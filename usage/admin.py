@@ -27,7 +27,7 @@ class UsageLogAdmin(ReadOnlyAdmin):
 class CreditTransactionAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "id", "organization", "kind", "amount", "balance_after", "note"]
     list_filter = ["kind", "created_at"]
-    search_fields = ["id", "organization__name", "organization__id", "request_id", "note"]
+    search_fields = ["id", "organization__name", "organization__id", "usage_log_id", "note"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
 

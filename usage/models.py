@@ -16,8 +16,9 @@ def money_field(**kwargs) -> models.DecimalField:
 class UsageLog(models.Model):
     """One row per gateway request, errors and cache hits included (inserted in bulk by a task)."""
 
+    # The gateway picks the id when the request arrives: storing a record twice is a no-op.
     id = PrefixedIdField(prefix="log")
-    request_id = models.CharField(max_length=64, unique=True)  # makes ingestion idempotent
+    request_id = models.CharField(max_length=64, db_index=True)  # x-request-id, echoed or generated
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="usage_logs")
     # A plain id, not a key: deleting an API key keeps its history readable.
     api_key_id = models.CharField(max_length=40, blank=True)
@@ -69,8 +70,9 @@ class CreditTransaction(models.Model):
     amount = money_field(help_text="USD; positive raises the balance, negative lowers it")
     balance_after = money_field()
     note = models.CharField(max_length=255, blank=True)
-    # Usage debits name their request, so a request is never charged twice.
-    request_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # A debit for a request whose log row could not be kept (its project was deleted) names
+    # the log id, so that request is never charged twice.
+    usage_log_id = models.CharField(max_length=40, null=True, blank=True, unique=True)
     project_id_ref = models.CharField("project id", max_length=40, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -41,7 +41,7 @@ class TransactionOut(serializers.Serializer):
     amount = serializers.SerializerMethodField()
     balanceAfter = MoneyField(source="balance_after")
     note = serializers.CharField()
-    requestId = serializers.CharField(source="request_id", allow_null=True)
+    usageLogId = serializers.CharField(source="usage_log_id", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
 
     def get_amount(self, obj) -> str:

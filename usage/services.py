@@ -1,13 +1,16 @@
 """Actions on credits and spending alerts: the only code that writes them."""
 
+from collections import defaultdict
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
+from django.db.models import F
 
 from gateway import events
 from gateway.errors import ValidationFailed
 from projects.models import Organization, Project, User
-from usage.models import CreditTransaction, SpendAlert
+from usage.models import CreditTransaction, SpendAlert, UsageLog
 
 
 def _amount(value, field: str = "amount") -> Decimal:
@@ -61,3 +64,83 @@ def alert_create(
 
 def alert_delete(*, alert: SpendAlert) -> None:
     alert.delete()
+
+
+# --- usage ingestion (the Celery task usage.tasks.ingest_usage calls this) -----------------
+
+_LOG_FIELDS = [
+    "id", "request_id", "project_id", "api_key_id", "requested_model", "used_model", "used_provider", "used_mode",
+    "streamed", "cached", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "input_cost",
+    "output_cost", "fee", "duration", "time_to_first_token", "finish_reason", "status_code", "has_error",
+    "error_message", "canceled",
+]
+
+
+def _log_row(record: dict) -> UsageLog:
+    row = UsageLog(**{f: record[f] for f in _LOG_FIELDS if f in record})
+    row.created_at = datetime.fromisoformat(record["created_at"])
+    return row
+
+
+def _debit_credits(organization_id: str, amount: Decimal, count: int, usage_log_id: str | None = None) -> None:
+    organization = Organization.objects.select_for_update().filter(pk=organization_id).first()
+    if organization is None:
+        return  # deleted since: nothing left to bill
+    organization.credits -= amount
+    organization.credits_spent += amount
+    organization.save(update_fields=["credits", "credits_spent", "updated_at"])
+    CreditTransaction.objects.create(
+        organization=organization, kind=CreditTransaction.Kind.USAGE, amount=-amount,
+        balance_after=organization.credits, usage_log_id=usage_log_id,
+        note=f"usage of {count} request{'s' if count != 1 else ''}",
+    )
+
+
+def _disable_keys_at_limit(key_ids) -> None:
+    from apikeys.models import ApiKey
+
+    reached = ApiKey.objects.filter(
+        pk__in=key_ids, status=ApiKey.Status.ACTIVE, usage_limit__isnull=False, usage__gte=F("usage_limit")
+    )
+    for key in reached.select_related("project"):
+        ApiKey.objects.filter(pk=key.pk).update(status=ApiKey.Status.INACTIVE, disabled_reason=ApiKey.DisabledReason.USAGE_LIMIT)
+        events.config_changed(key.project.organization_id)
+
+
+@transaction.atomic
+def usage_ingest(*, records: list[dict]) -> int:
+    """Stores usage records once each, however often a batch is delivered, and moves key
+    usage and organization credits by exactly the amounts of the rows stored.
+
+    Idempotent: a record whose log id is already stored is skipped. A record of a project
+    deleted meanwhile leaves no row, but its credits are still debited, once, by a ledger
+    entry carrying its log id."""
+    from apikeys.models import ApiKey
+
+    by_id = {r["id"]: r for r in records}
+    stored = set(UsageLog.objects.filter(id__in=list(by_id)).values_list("id", flat=True))
+    billed = set(CreditTransaction.objects.filter(usage_log_id__in=list(by_id)).values_list("usage_log_id", flat=True))
+    fresh = [r for rid, r in by_id.items() if rid not in stored and rid not in billed]
+    if not fresh:
+        return 0
+    live = set(Project.objects.filter(pk__in={r["project_id"] for r in fresh}).values_list("pk", flat=True))
+    UsageLog.objects.bulk_create([_log_row(r) for r in fresh if r["project_id"] in live], batch_size=500)
+
+    per_key: dict[str, Decimal] = defaultdict(Decimal)
+    per_org: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
+    for r in fresh:
+        cost = Decimal(r["cost"])
+        per_key[r["api_key_id"]] += cost
+        if r.get("paid_with_credits") and cost:
+            if r["project_id"] in live:
+                total, count = per_org[r["organization_id"]]
+                per_org[r["organization_id"]] = (total + cost, count + 1)
+            else:
+                _debit_credits(r["organization_id"], cost, 1, usage_log_id=r["id"])
+    for key_id in sorted(per_key):  # a fixed order: concurrent batches cannot deadlock
+        if per_key[key_id]:
+            ApiKey.objects.filter(pk=key_id).update(usage=F("usage") + per_key[key_id])
+    for org_id in sorted(per_org):
+        _debit_credits(org_id, *per_org[org_id])
+    _disable_keys_at_limit(list(per_key))
+    return len(fresh)

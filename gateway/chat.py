@@ -1,0 +1,297 @@
+"""POST /v1/chat/completions: route, reserve, call upstream (with fallback), answer or
+stream, settle, and leave exactly one usage record behind.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+
+from gateway import http, routing
+from gateway.errors import GatewayError
+from gateway.ids import random_string
+from gateway.keys import KeySnapshot
+from gateway.pricing import ZERO_COST, Cost, cost_of, to_nanos, worst_case
+from gateway.store import INSUFFICIENT_CREDITS, OK, Account, get_store
+from gateway.upstream import UpstreamFailure, check_custom_host, open_response, read_chunk, read_json
+from gateway.validation import validate_chat
+from gateway.wire import for_format
+from gateway.wire.base import SSEDecoder, UpstreamFormatError, Usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(eq=False)  # compared by identity: it is kept in a set while in flight
+class Exchange:
+    """One request's story, from arrival to its usage record."""
+
+    snapshot: KeySnapshot
+    request_id: str
+    log_id: str = field(default_factory=lambda: "log_" + random_string(20))
+    started: float = field(default_factory=time.monotonic)
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    requested_model: str = ""
+    stream: bool = False
+    candidate: routing.Candidate | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost = ZERO_COST
+    first_byte_at: float | None = None
+    finish_reason: str = ""
+    status: int = 200
+    error: str = ""
+    canceled: bool = False
+    cancel_reason: str | None = None  # "client" | "project_deleted", set by whoever cancels
+    response_started: bool = False
+    prompt_estimate: int = 0  # tokens, for billing a stream cut before the provider counted
+
+    def fail(self, error: GatewayError) -> None:
+        self.status, self.error = error.status, error.message
+
+    def record(self) -> dict:
+        now = time.monotonic()
+        c = self.candidate
+        paid_with_credits = bool(c and c.paid_with_credits)
+        return {
+            "id": self.log_id,
+            "request_id": self.request_id,
+            "project_id": self.snapshot.project_id,
+            "organization_id": self.snapshot.org_id,
+            "api_key_id": self.snapshot.key_id,
+            "created_at": self.created_at.isoformat(),
+            "requested_model": self.requested_model[:200],
+            "used_model": c.offer.model if c else "",
+            "used_provider": c.provider if c else "",
+            "used_mode": c.mode if c else "",
+            "paid_with_credits": paid_with_credits,
+            "streamed": self.stream,
+            "cached": False,
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "total_tokens": self.usage.total_tokens,
+            "cost": str(self.cost.total),
+            "input_cost": str(self.cost.input),
+            "output_cost": str(self.cost.output),
+            "fee": str(self.cost.fee),
+            "duration": int((now - self.started) * 1000),
+            "time_to_first_token": int((self.first_byte_at - self.started) * 1000) if self.first_byte_at else None,
+            "finish_reason": (self.finish_reason or "")[:32],
+            "status_code": self.status,
+            "has_error": self.status >= 400,
+            "error_message": self.error[:2000],
+            "canceled": self.canceled,
+        }
+
+
+def _parse(raw: bytes) -> dict:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise GatewayError(400, f"The request body is not valid JSON: {e}", "invalid_request_error") from None
+    validate_chat(body)
+    return body
+
+
+# --- spend -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reservation:
+    account: Account
+    amount: int
+
+
+def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
+    return Account(
+        key_id=snapshot.key_id,
+        key_limit=snapshot.limit_nanos,
+        key_usage=to_nanos(snapshot.usage),
+        org_id=snapshot.org_id,
+        org_credited=snapshot.credited_nanos if with_credits else None,
+        org_spent=to_nanos(snapshot.credits_spent),
+    )
+
+
+def _worst(candidates: list[routing.Candidate], body: dict, size: int) -> int:
+    return max(to_nanos(worst_case(c.offer, body, size, paid_with_credits=c.paid_with_credits).total) for c in candidates)
+
+
+async def reserve(snapshot: KeySnapshot, candidates: list[routing.Candidate], body: dict, size: int):
+    """Reserves the worst case of the request against the key's limit and, when credits may
+    pay, the organization's credits. Without credits enough, the organization's own keys
+    may still serve the request. Returns (reservation, the candidates it covers)."""
+    store = get_store()
+    with_credits = any(c.paid_with_credits for c in candidates)
+    account = _account(snapshot, with_credits)
+    amount = _worst(candidates, body, size)
+    outcome = await store.reserve(account, amount)
+    if outcome == INSUFFICIENT_CREDITS:
+        own = [c for c in candidates if not c.paid_with_credits]
+        if not own:
+            raise GatewayError(
+                402, "The organization's credits do not cover this request. Add credits or a provider key.",
+                "insufficient_credits",
+            )
+        candidates, account = own, _account(snapshot, False)
+        amount = _worst(own, body, size)
+        outcome = await store.reserve(account, amount)
+    if outcome != OK:
+        raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
+    return Reservation(account, amount), candidates
+
+
+async def settle(reservation: Reservation, exchange: Exchange) -> None:
+    credits = exchange.cost.nanos if exchange.candidate and exchange.candidate.paid_with_credits else 0
+    await get_store().settle(reservation.account, reservation.amount, exchange.cost.nanos, credits)
+
+
+def _price(exchange: Exchange) -> None:
+    c = exchange.candidate
+    if c is not None:
+        exchange.cost = cost_of(c.offer, exchange.usage, paid_with_credits=c.paid_with_credits)
+
+
+# --- upstream ------------------------------------------------------------------------------------
+
+
+async def _open(exchange: Exchange, candidates: list[routing.Candidate], body: dict):
+    """The first provider to answer 2xx, trying the next on a retryable failure. Each attempt
+    is one upstream call; nothing has reached the client yet."""
+    failure = None
+    for candidate in candidates:
+        exchange.candidate = candidate
+        wire = for_format(candidate.wire_format)
+        call = wire.build_call(
+            body=body, upstream_model=candidate.offer.upstream_model, base_url=candidate.base_url,
+            token=candidate.token, stream=exchange.stream,
+        )
+        try:
+            if candidate.offer.custom_name:
+                await check_custom_host(candidate.base_url)
+            return wire, await open_response(call, wire, candidate.token)
+        except UpstreamFailure as f:
+            failure = f
+            if not f.retryable:
+                break
+    raise failure.error
+
+
+def _response_headers(exchange: Exchange) -> dict[str, str]:
+    headers = {"x-request-id": exchange.request_id}
+    if exchange.candidate is not None:
+        headers["x-gateway-provider"] = exchange.candidate.provider
+    return headers
+
+
+async def _answer_json(exchange: Exchange, wire, response, send) -> None:
+    data = await read_json(response, exchange.candidate.token)
+    if isinstance(data, dict) and data.get("error"):
+        raise GatewayError(502, f"The provider reported an error: {wire.error_message(200, data)}", "upstream_error")
+    try:
+        out, usage, reason = wire.parse_response(
+            data, model=exchange.candidate.offer.model, completion_id="chatcmpl-" + random_string(24), created=int(time.time())
+        )
+    except UpstreamFormatError as e:
+        raise GatewayError(502, f"The provider's answer could not be read: {e}", "upstream_error") from None
+    exchange.usage, exchange.finish_reason = usage, reason or ""
+    exchange.first_byte_at = time.monotonic()
+    _price(exchange)
+    await http.send_json(send, 200, out, _response_headers(exchange))
+    exchange.response_started = True
+
+
+async def _pump(exchange: Exchange, translator, response, send) -> None:
+    """Upstream SSE → OpenAI chunks to the client, until the provider's stream ends."""
+    decoder = SSEDecoder()
+    while True:
+        chunk = await read_chunk(response)
+        events = decoder.feed(chunk) if chunk else decoder.close()
+        for event, data in events:
+            for item in translator.feed(event, data):
+                await _send_item(exchange, item, send)
+            if translator.state.error:
+                raise GatewayError(502, f"The provider reported an error: {translator.state.error}", "upstream_error")
+        if not chunk:
+            return
+
+
+async def _send_item(exchange: Exchange, item, send) -> None:
+    if exchange.first_byte_at is None:
+        exchange.first_byte_at = time.monotonic()
+    await http.send_sse(send, item if isinstance(item, bytes) else orjson.dumps(item))
+
+
+def _streamed_usage(exchange: Exchange, translator) -> Usage:
+    """What a stream cut short is billed: the provider's figures as far as they came, else an
+    estimate of one token per chunk sent."""
+    known = translator.state.usage or Usage()
+    return Usage(known.prompt_tokens or exchange.prompt_estimate, max(known.completion_tokens, translator.state.chunks))
+
+
+async def _answer_stream(exchange: Exchange, wire, response, send, include_usage: bool) -> None:
+    translator = wire.stream_translator(
+        model=exchange.candidate.offer.model, completion_id="chatcmpl-" + random_string(24),
+        created=int(time.time()), include_usage=include_usage,
+    )
+    await http.start_sse(send, _response_headers(exchange))
+    exchange.response_started = True
+    try:
+        await _pump(exchange, translator, response, send)
+        if translator.state.finish_reason is None:
+            raise GatewayError(502, "The provider's stream ended before the answer was complete.", "upstream_error")
+        exchange.usage = translator.state.usage or _streamed_usage(exchange, translator)
+        exchange.finish_reason = translator.state.finish_reason
+        for item in translator.finish():
+            await _send_item(exchange, item, send)
+        await http.end_sse(send, DONE)
+    except (GatewayError, UpstreamFormatError) as e:
+        error = e if isinstance(e, GatewayError) else GatewayError(502, f"The provider sent an unreadable event: {e}", "upstream_error")
+        exchange.fail(error)
+        exchange.usage = _streamed_usage(exchange, translator)
+        await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))
+    except asyncio.CancelledError:
+        exchange.usage = _streamed_usage(exchange, translator)
+        raise
+    finally:
+        exchange.finish_reason = exchange.finish_reason or translator.state.finish_reason or ""
+        _price(exchange)
+
+
+# --- the handler ---------------------------------------------------------------------------------
+
+
+async def handle(exchange: Exchange, raw: bytes, send, on_stream=None) -> None:
+    """Answers one request; the caller records the exchange, whatever happens here.
+    `on_stream` is called when the request turns out to stream (to watch for the client
+    leaving: a stream cut short is billed for what was sent)."""
+    body = _parse(raw)
+    exchange.requested_model = body["model"]
+    exchange.stream = bool(body.get("stream"))
+    exchange.prompt_estimate = len(raw) // 4
+    if exchange.stream and on_stream is not None:
+        on_stream()
+    candidates = routing.candidates(exchange.snapshot, body["model"])
+    reservation, candidates = await reserve(exchange.snapshot, candidates, body, len(raw))
+    try:
+        wire, response = await _open(exchange, candidates, body)
+        try:
+            if exchange.stream:
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                await _answer_stream(exchange, wire, response, send, include_usage)
+            else:
+                await _answer_json(exchange, wire, response, send)
+        finally:
+            response.close()
+    finally:
+        await asyncio.shield(settle(reservation, exchange))
+
+
+async def error_during(exchange: Exchange, error: GatewayError, send) -> None:
+    """An error before the answer started goes out as an HTTP error; after, as an SSE event."""
+    exchange.fail(error)
+    if not exchange.response_started:
+        await http.send_error(send, error, _response_headers(exchange))
+        exchange.response_started = True
+    elif exchange.stream:
+        await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))

@@ -1,0 +1,76 @@
+"""Just enough ASGI for /v1: read a capped body, answer JSON, stream SSE.
+
+/v1 bypasses Django's request machinery on purpose: it is on the path of every customer
+call, and needs none of sessions, CSRF, templates or middleware.
+"""
+
+import orjson
+
+from gateway.errors import GatewayError
+
+JSON = (b"content-type", b"application/json")
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # proxies must not buffer the stream
+]
+
+
+def header(scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_body(scope, receive, limit: int) -> bytes:
+    """The request body, refusing with 413 as soon as it is known to exceed `limit`."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away while sending its request")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large")
+
+
+def _headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()]
+
+
+async def send_json(send, status: int, body, headers: dict[str, str] | None = None) -> None:
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status, "headers": [JSON, *_headers(headers or {})]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send, error: GatewayError, headers: dict[str, str] | None = None) -> None:
+    await send_json(send, error.status, error.body(), {**(headers or {}), **error.headers})
+
+
+async def start_sse(send, headers: dict[str, str]) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *_headers(headers)]})
+
+
+def sse_event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+async def send_sse(send, payload: bytes) -> None:
+    await send({"type": "http.response.body", "body": sse_event(payload), "more_body": True})
+
+
+async def end_sse(send, last: bytes = b"") -> None:
+    await send({"type": "http.response.body", "body": last, "more_body": False})

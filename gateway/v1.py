@@ -1,0 +1,188 @@
+"""The gateway's ASGI app for /v1: authentication, the two endpoints, in-flight requests,
+and the process's background work (events, usage log flushing)."""
+
+import asyncio
+import logging
+import re
+
+from django.conf import settings
+
+from gateway import chat, events, http, iam
+from gateway.catalog import BY_MODEL
+from gateway.errors import GatewayError
+from gateway.ids import random_string
+from gateway.keys import KeySnapshot, SnapshotCache
+from gateway.usagelog import UsageLogBuffer
+from projects.models import sha256_hex
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+
+def _presented_key(scope) -> str | None:
+    value = http.header(scope, b"authorization")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip()
+    return http.header(scope, b"x-api-key")
+
+
+def _check_access(snapshot: KeySnapshot | None) -> KeySnapshot:
+    if snapshot is None:
+        raise GatewayError(401, "Invalid API key.", "invalid_api_key")
+    if not snapshot.key_active:
+        if snapshot.disabled_reason == "usage_limit":
+            raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
+        raise GatewayError(401, "This API key is disabled.", "invalid_api_key")
+    if not snapshot.project_active:
+        raise GatewayError(403, "This API key's project is archived.", "permission_denied")
+    if not snapshot.org_active:
+        raise GatewayError(403, "This API key's organization is suspended.", "permission_denied")
+    return snapshot
+
+
+def models_list(snapshot: KeySnapshot) -> dict:
+    """The catalog in OpenAI's list format, as far as the key's IAM rules allow."""
+    data = []
+    for model, offers in BY_MODEL.items():
+        allowed = [o for o in offers if iam.allows(snapshot.rules, o)]
+        if not allowed:
+            continue
+        data.append({
+            "id": model,
+            "object": "model",
+            "created": 0,
+            "owned_by": allowed[0].provider,
+            "providers": [
+                {
+                    "provider": o.provider,
+                    "model": f"{o.provider}/{o.model}",
+                    "inputPrice": str(o.input_price),
+                    "outputPrice": str(o.output_price),
+                    "contextLength": o.context_length,
+                }
+                for o in allowed
+            ],
+        })
+    return {"object": "list", "data": data}
+
+
+class GatewayApp:
+    def __init__(self):
+        self.snapshots = SnapshotCache()
+        self.usage_logs = UsageLogBuffer()
+        self.inflight: dict[str, set] = {}  # project id → {(task, exchange)}
+        self._background: list[asyncio.Task] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def ensure_started(self) -> None:
+        if not self._background:
+            self._background = [
+                asyncio.create_task(events.listen(self.on_event)),
+                asyncio.create_task(self.usage_logs.run()),
+            ]
+
+    async def shutdown(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await self.usage_logs.flush()
+        from gateway.upstream import close_sessions
+
+        await close_sessions()
+
+    def on_event(self, event: dict) -> None:
+        kind = event.get("kind")
+        if kind == "resync":
+            self.snapshots.forget_all()
+        elif kind in ("config", "project_deleted"):
+            self.snapshots.forget_organization(event.get("organization", ""))
+        if kind == "project_deleted":
+            for task, exchange in list(self.inflight.get(event.get("project", ""), ())):
+                exchange.cancel_reason = "project_deleted"
+                task.cancel()
+
+    # --- requests --------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.ensure_started()
+        path, method = scope["path"].rstrip("/"), scope["method"]
+        request_id = http.header(scope, b"x-request-id") or ""
+        if not REQUEST_ID.match(request_id):
+            request_id = "req_" + random_string(20)
+        headers = {"x-request-id": request_id}
+        try:
+            if path == "/v1/chat/completions":
+                if method != "POST":
+                    raise GatewayError(405, "Use POST for /v1/chat/completions.", "method_not_allowed")
+                return await self.chat_completions(scope, receive, send, request_id)
+            if path == "/v1/models":
+                if method != "GET":
+                    raise GatewayError(405, "Use GET for /v1/models.", "method_not_allowed")
+                snapshot = _check_access(await self._snapshot(scope))
+                return await http.send_json(send, 200, models_list(snapshot), headers)
+            raise GatewayError(404, f"Unknown endpoint {scope['path']}.", "not_found")
+        except GatewayError as e:
+            await http.send_error(send, e, headers)
+        except Exception:
+            log.exception("unexpected error in %s", path)
+            await http.send_error(send, GatewayError(503, "The gateway could not handle this request.", "internal_error"), headers)
+
+    async def _snapshot(self, scope) -> KeySnapshot | None:
+        key = _presented_key(scope)
+        if not key:
+            raise GatewayError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "invalid_api_key")
+        return await self.snapshots.get(sha256_hex(key))
+
+    async def chat_completions(self, scope, receive, send, request_id: str) -> None:
+        snapshot = _check_access(await self._snapshot(scope))
+        exchange = chat.Exchange(snapshot=snapshot, request_id=request_id)
+        task = asyncio.current_task()
+        watchers: list[asyncio.Task] = []
+        entry = (task, exchange)
+        self.inflight.setdefault(snapshot.project_id, set()).add(entry)
+
+        def watch():
+            watchers.append(asyncio.create_task(self._watch_disconnect(receive, task, exchange)))
+
+        try:
+            raw = await http.read_body(scope, receive, settings.GATEWAY_MAX_BODY_BYTES)
+            await chat.handle(exchange, raw, send, on_stream=watch)
+        except GatewayError as e:
+            await chat.error_during(exchange, e, send)
+        except ConnectionResetError:
+            exchange.canceled, exchange.status, exchange.error = True, 499, "the client went away"
+        except asyncio.CancelledError:
+            if exchange.cancel_reason is None:
+                raise  # the server is shutting down: not ours to swallow
+            task.uncancel()
+            await self._canceled(exchange, send)
+        except Exception:
+            log.exception("unexpected error in /v1/chat/completions")
+            await chat.error_during(exchange, GatewayError(502, "The gateway failed to handle this request.", "upstream_error"), send)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            self.inflight.get(snapshot.project_id, set()).discard(entry)
+            self.usage_logs.add(exchange.record())
+
+    async def _canceled(self, exchange: chat.Exchange, send) -> None:
+        if exchange.cancel_reason == "client":
+            exchange.canceled, exchange.status = True, 499
+            exchange.error = exchange.error or "the client closed the connection"
+            return
+        error = GatewayError(403, "The project was deleted; its requests were stopped.", "permission_denied")
+        exchange.canceled = True
+        try:
+            await chat.error_during(exchange, error, send)
+        except Exception:
+            pass  # the client may be gone too
+
+    async def _watch_disconnect(self, receive, task: asyncio.Task, exchange: chat.Exchange) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if exchange.cancel_reason is None and not task.done():
+                    exchange.cancel_reason = "client"
+                    task.cancel()
+                return

@@ -1,0 +1,93 @@
+"""The OpenAI chat completion request, checked before anything is spent on it: each
+problem is a 400 naming the parameter, as OpenAI names it."""
+
+from gateway.errors import GatewayError
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+PART_TYPES = {"text", "image_url", "input_audio", "file"}
+
+
+def _bad(param: str, message: str) -> GatewayError:
+    return GatewayError(400, f"Invalid '{param}': {message}", "invalid_request_error", param=param)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_part(param: str, part) -> None:
+    if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+        raise _bad(f"{param}.type", f"must be one of {', '.join(sorted(PART_TYPES))}")
+    if part["type"] == "text" and not isinstance(part.get("text"), str):
+        raise _bad(f"{param}.text", "must be a string")
+    if part["type"] == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url:
+            raise _bad(f"{param}.image_url.url", "must be a URL or a data: URL")
+
+
+def _check_message(index: int, message) -> None:
+    param = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise _bad(param, "must be an object with a role and content")
+    role = message.get("role")
+    if role not in ROLES:
+        raise _bad(f"{param}.role", f"must be one of {', '.join(sorted(ROLES))}")
+    content = message.get("content")
+    if content is None:
+        if role == "assistant" and (message.get("tool_calls") or message.get("function_call")):
+            return
+        raise _bad(f"{param}.content", "is required")
+    if isinstance(content, list):
+        if not content:
+            raise _bad(f"{param}.content", "must not be an empty list")
+        for j, part in enumerate(content):
+            _check_part(f"{param}.content[{j}]", part)
+    elif not isinstance(content, str):
+        raise _bad(f"{param}.content", "must be a string or a list of content parts")
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise _bad(f"{param}.tool_call_id", "is required for tool messages")
+
+
+def _check_optional(body: dict) -> None:
+    checks = [
+        ("stream", lambda v: isinstance(v, bool), "must be a boolean"),
+        ("stream_options", lambda v: isinstance(v, dict), "must be an object"),
+        ("max_tokens", lambda v: _is_int(v) and v >= 1, "must be a positive integer"),
+        ("max_completion_tokens", lambda v: _is_int(v) and v >= 1, "must be a positive integer"),
+        ("temperature", lambda v: _is_number(v) and 0 <= v <= 2, "must be a number from 0 to 2"),
+        ("top_p", lambda v: _is_number(v) and 0 <= v <= 1, "must be a number from 0 to 1"),
+        ("n", lambda v: _is_int(v) and 1 <= v <= 128, "must be an integer from 1 to 128"),
+        ("seed", _is_int, "must be an integer"),
+        ("user", lambda v: isinstance(v, str), "must be a string"),
+        ("stop", lambda v: isinstance(v, str) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(s, str) for s in v)),
+         "must be a string or a list of up to 4 strings"),
+        ("tools", lambda v: isinstance(v, list) and all(
+            isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str) for t in v
+        ), "must be a list of function tools, each with function.name"),
+        ("tool_choice", lambda v: v in ("none", "auto", "required") or isinstance(v, dict),
+         "must be none, auto, required or a named function"),
+        ("response_format", lambda v: isinstance(v, dict) and isinstance(v.get("type"), str), "must be an object with a type"),
+    ]
+    for name, ok, message in checks:
+        if body.get(name) is not None and not ok(body[name]):
+            raise _bad(name, message)
+
+
+def validate_chat(body) -> None:
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", "invalid_request_error")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 256:
+        raise _bad("model", "a model id is required, e.g. 'gpt-4o-mini' or 'openai/gpt-4o-mini'")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages", "must be a non-empty list of messages")
+    for i, message in enumerate(messages):
+        _check_message(i, message)
+    _check_optional(body)

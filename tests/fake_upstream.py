@@ -1,0 +1,1197 @@
+"""A fake LLM upstream for the gateway's tests: OpenAI, Anthropic and Google on one port.
+
+The fake runs an aiohttp server in its own event loop on a daemon thread, bound to
+127.0.0.1 on a free port, and is driven from the test thread:
+
+    with FakeUpstream() as fake:
+        fake.base_url("openai")      # http://127.0.0.1:PORT/openai/v1
+        fake.base_url("anthropic")   # http://127.0.0.1:PORT/anthropic
+        fake.base_url("google")      # http://127.0.0.1:PORT/google
+        fake.reply = "Hi"; fake.usage = (12, 3)
+        fake.fail("status", provider="openai", status=429, headers={"Retry-After": "3"})
+        ...
+        fake.calls_for("openai")[-1].body
+
+The wire format is chosen by the path, never by the provider name: any POST path ending
+in /chat/completions speaks OpenAI, /v1/messages speaks Anthropic and
+/models/{model}:generateContent|streamGenerateContent speaks Google. The first path
+segment is the "provider" the fake records and matches faults against.
+
+Tests use the `fake_upstream` fixture (one server per test session, reset before and
+after every test) or `fake_upstream_server` (the same server, not reset: for
+session-scoped setup that needs the port). A conftest imports both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import json
+import math
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+DEFAULT_REPLY = "Hello from the fake upstream."
+TOOL_ARGUMENTS = {"city": "Paris"}
+
+DEFAULTS: dict[str, Any] = {
+    "reply": DEFAULT_REPLY,
+    "stream_chunks": 5,
+    "chunk_delay": 0.0,
+    "usage": (10, 5),
+    "valid_tokens": None,  # None: every token is accepted; else a collection of good tokens
+    "fixed_completion_id": None,
+    "models": None,  # None: a few realistic ids per wire format
+    "strict": True,  # reject requests a real provider would reject (see _check_request)
+    "google_sse_crlf": True,  # Google separates its SSE events with \r\n\r\n
+}
+
+DEFAULT_MODELS = {
+    "openai": ["gpt-4o-mini", "gpt-4o"],
+    "anthropic": ["claude-3-5-haiku-20241022", "claude-sonnet-4-20250514"],
+    "google": ["gemini-2.0-flash", "gemini-2.5-pro"],
+}
+
+# kind -> its options and their defaults ("on" is accepted by every kind)
+FAULT_KINDS: dict[str, dict[str, Any]] = {
+    "status": {"status": 500, "body": None, "headers": None, "content_type": None},
+    "hang": {},
+    "hang_mid_stream": {"after": 1},
+    "cut_mid_stream": {"after": 1, "rst": False},
+    "invalid_json": {"body": None},
+    "garbage_sse": {"events": None},
+    "error_in_200": {"after": 0, "error": None},
+    "bad_usage": {"mode": "negative"},
+    "huge_stream": {"size_mb": 10, "chunk_kb": 64},
+    "slow": {"seconds": 1.0},
+    "reset_after_request": {},
+}
+FAULT_TARGETS = ("generate", "models", "any")
+USAGE_MODES = ("negative", "missing", "absent", "null", "string")
+
+_GOOGLE_PATH = re.compile(r"/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|countTokens)$")
+_ABSENT = object()  # a usage that is left out of the answer entirely
+_MISSING = object()  # a count that is left out of the usage object
+
+
+# ---------------------------------------------------------------------------------------
+# What the fake records and queues
+
+
+@dataclass
+class Call:
+    """One request the fake received. Header names are lower-case."""
+
+    provider: str
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or None when the body is empty or not JSON
+    raw: bytes
+    time: float  # time.time() when the request was read
+    wire: str | None = None  # "openai" | "anthropic" | "google" | None (unknown path)
+    endpoint: str | None = None  # "generate" | "models" | "count_tokens" | None
+    stream: bool = False
+    fault: str | None = None  # the fault kind applied to this request, if any
+    status: int | None = None  # the status sent, None when no headers were sent
+    finished: bool = False  # the whole answer was written
+    disconnected: bool = False  # the client went away before the answer was complete
+
+    @property
+    def model(self) -> str | None:
+        if isinstance(self.body, dict) and "model" in self.body:
+            return self.body["model"]
+        match = _GOOGLE_PATH.search(self.path)
+        return match["model"] if match else None
+
+
+@dataclass
+class _Fault:
+    kind: str
+    provider: str | None
+    remaining: int | None  # None: forever (until reset)
+    on: str
+    options: dict[str, Any]
+
+    def matches(self, provider: str, endpoint: str | None) -> bool:
+        if self.provider is not None and self.provider != provider:
+            return False
+        return self.on == "any" or self.on == endpoint
+
+
+@dataclass
+class _Gate:
+    remaining: int | None
+    provider: str | None
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Reply:
+    """Everything a wire format needs to write one answer."""
+
+    wire: str
+    model: str
+    id: str
+    created: int
+    pieces: Iterable[str]  # text pieces, or pieces of the tool call's JSON arguments
+    tool: tuple[str, str] | None  # (call id, function name) when answering with a tool call
+    prompt_tokens: int
+    completion_tokens: int
+    usage_mode: str | None = None  # a bad_usage mode
+    include_usage: bool = False  # OpenAI stream_options.include_usage
+    sse: bool = True  # Google: alt=sse; otherwise a streamed JSON array
+    crlf: bool = True
+
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+# ---------------------------------------------------------------------------------------
+# Usage and error shapes shared by the formats
+
+
+def _counts(mode: str | None, prompt: int, completion: int) -> tuple[Any, Any]:
+    if mode == "negative":
+        return -max(prompt, 1), -max(completion, 1)
+    if mode == "missing":
+        return _MISSING, _MISSING
+    if mode == "string":
+        return str(prompt), str(completion)
+    return prompt, completion
+
+
+def _usage_obj(mode: str | None, fields: dict[str, Any]) -> Any:
+    """The usage value for a format, or _ABSENT / None for the 'absent' and 'null' modes."""
+    if mode == "absent":
+        return _ABSENT
+    if mode == "null":
+        return None
+    return {k: v for k, v in fields.items() if v is not _MISSING}
+
+
+def _put(target: dict, key: str, value: Any) -> dict:
+    if value is not _ABSENT:
+        target[key] = value
+    return target
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _split(text: str, n: int) -> list[str]:
+    if not text:
+        return [text]
+    size = max(1, math.ceil(len(text) / max(1, n)))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _minus_missing(a: Any, b: Any) -> Any:
+    if a is _MISSING or b is _MISSING or isinstance(a, str) or isinstance(b, str):
+        return _MISSING
+    return a + b
+
+
+# ---------------------------------------------------------------------------------------
+# The three wire formats
+
+
+class _OpenAI:
+    name = "openai"
+    stream_content_type = "text/event-stream; charset=utf-8"
+    _ERRORS = {
+        400: ("invalid_request_error", None, "Invalid request."),
+        401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided"),
+        403: ("invalid_request_error", "unsupported_country_region_territory", "Forbidden."),
+        404: ("invalid_request_error", "model_not_found", "The model does not exist."),
+        429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+        500: ("server_error", None, "The server had an error while processing your request."),
+        503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+    }
+
+    def error(self, status: int, message: str | None = None) -> dict:
+        kind, code, default = self._ERRORS.get(status, ("server_error", None, f"Upstream error {status}."))
+        return {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
+
+    def token(self, request: web.BaseRequest) -> str | None:
+        auth = request.headers.get("Authorization", "")
+        return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+    def auth_failure(self) -> tuple[int, dict]:
+        return 401, {
+            "error": {
+                "message": "Incorrect API key provided",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+
+    def models(self, ids: list[str], provider: str) -> dict:
+        return {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": provider} for m in ids],
+        }
+
+    def check(self, request: web.BaseRequest, body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return "We could not parse the JSON body of your request."
+        if not body.get("model"):
+            return "you must provide a model parameter"
+        if not isinstance(body.get("messages"), list):
+            return "Missing required parameter: 'messages'."
+        return None
+
+    def tool_name(self, body: dict) -> str | None:
+        tools = body.get("tools") or []
+        if tools and isinstance(tools[0], dict):
+            return (tools[0].get("function") or {}).get("name") or tools[0].get("name")
+        return None
+
+    def usage(self, r: _Reply) -> Any:
+        p, c = _counts(r.usage_mode, r.prompt_tokens, r.completion_tokens)
+        return _usage_obj(
+            r.usage_mode, {"prompt_tokens": p, "completion_tokens": c, "total_tokens": _minus_missing(p, c)}
+        )
+
+    def completion(self, r: _Reply) -> dict:
+        if r.tool:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": r.tool[0], "type": "function", "function": {"name": r.tool[1], "arguments": r.text()}}
+                ],
+                "refusal": None,
+            }
+            finish = "tool_calls"
+        else:
+            message = {"role": "assistant", "content": r.text(), "refusal": None}
+            finish = "stop"
+        body = {
+            "id": r.id,
+            "object": "chat.completion",
+            "created": r.created,
+            "model": r.model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        }
+        _put(body, "usage", self.usage(r))
+        body["system_fingerprint"] = "fp_fake"
+        return body
+
+    def event(self, data: Any) -> bytes:
+        return f"data: {_dumps(data)}\n\n".encode()
+
+    def stream(self, r: _Reply) -> Iterator[tuple[bytes, bool]]:
+        """(event bytes, is a content event) in order."""
+        base = {"id": r.id, "object": "chat.completion.chunk", "created": r.created, "model": r.model,
+                "system_fingerprint": "fp_fake"}
+        with_usage = r.include_usage or (r.usage_mode is not None and r.usage_mode != "absent")
+
+        def chunk(delta: dict, finish: str | None = None) -> bytes:
+            data = dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+            if with_usage:
+                data["usage"] = None
+            return self.event(data)
+
+        if r.tool:
+            call_id, name = r.tool
+            first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            yield chunk({"role": "assistant", "content": None, "tool_calls": [first]}), False
+            for piece in r.pieces:
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), True
+            yield chunk({}, "tool_calls"), False
+        else:
+            yield chunk({"role": "assistant", "content": "", "refusal": None}), False
+            for piece in r.pieces:
+                yield chunk({"content": piece}), True
+            yield chunk({}, "stop"), False
+        if with_usage:
+            usage = self.usage(r)
+            if usage is not _ABSENT:
+                yield self.event(dict(base, choices=[], usage=usage)), False
+        yield b"data: [DONE]\n\n", False
+
+    def stream_error(self, error: dict | None, r: _Reply) -> bytes:
+        return self.event({"error": error or self.error(500)["error"]})
+
+    def error_in_200(self, error: dict | None) -> dict:
+        return {"error": error or self.error(500)["error"]}
+
+    def count_tokens(self, r: _Reply) -> dict:
+        return {"input_tokens": r.prompt_tokens}
+
+
+class _Anthropic:
+    name = "anthropic"
+    stream_content_type = "text/event-stream; charset=utf-8"
+    _ERRORS = {
+        400: ("invalid_request_error", "Invalid request."),
+        401: ("authentication_error", "invalid x-api-key"),
+        403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+        404: ("not_found_error", "The requested resource could not be found."),
+        413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+        429: ("rate_limit_error", "Number of requests has exceeded your rate limit."),
+        500: ("api_error", "Internal server error"),
+        529: ("overloaded_error", "Overloaded"),
+    }
+
+    def error(self, status: int, message: str | None = None) -> dict:
+        kind, default = self._ERRORS.get(status, ("api_error", f"Upstream error {status}."))
+        return {"type": "error", "error": {"type": kind, "message": message or default}}
+
+    def token(self, request: web.BaseRequest) -> str | None:
+        return request.headers.get("x-api-key")
+
+    def auth_failure(self) -> tuple[int, dict]:
+        return 401, self.error(401)
+
+    def models(self, ids: list[str], provider: str) -> dict:
+        data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in ids]
+        return {"data": data, "has_more": False, "first_id": ids[0] if ids else None,
+                "last_id": ids[-1] if ids else None}
+
+    def check(self, request: web.BaseRequest, body: Any) -> str | None:
+        if "anthropic-version" not in request.headers:
+            return "anthropic-version: header is required"
+        if not isinstance(body, dict):
+            return "There was an issue with your request body: it is not valid JSON."
+        for required in ("model", "messages", "max_tokens"):
+            if required not in body:
+                return f"{required}: Field required"
+        return None
+
+    def tool_name(self, body: dict) -> str | None:
+        tools = body.get("tools") or []
+        return tools[0].get("name") if tools and isinstance(tools[0], dict) else None
+
+    def usage(self, r: _Reply, output: Any = None) -> Any:
+        p, c = _counts(r.usage_mode, r.prompt_tokens, r.completion_tokens)
+        return _usage_obj(r.usage_mode, {
+            "input_tokens": p,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": c if output is None or c is _MISSING or r.usage_mode else output,
+        })
+
+    def _block(self, r: _Reply) -> dict:
+        if r.tool:
+            return {"type": "tool_use", "id": r.tool[0], "name": r.tool[1], "input": json.loads(r.text())}
+        return {"type": "text", "text": r.text()}
+
+    def completion(self, r: _Reply) -> dict:
+        body = {
+            "id": r.id,
+            "type": "message",
+            "role": "assistant",
+            "model": r.model,
+            "content": [self._block(r)],
+            "stop_reason": "tool_use" if r.tool else "end_turn",
+            "stop_sequence": None,
+        }
+        return _put(body, "usage", self.usage(r))
+
+    def event(self, data: dict) -> bytes:
+        return f"event: {data['type']}\ndata: {_dumps(data)}\n\n".encode()
+
+    def stream(self, r: _Reply) -> Iterator[tuple[bytes, bool]]:
+        message = {"id": r.id, "type": "message", "role": "assistant", "model": r.model, "content": [],
+                   "stop_reason": None, "stop_sequence": None}
+        # Like the real API, message_start reports a token or so of output already;
+        # the cumulative total arrives in message_delta.
+        _put(message, "usage", self.usage(r, output=min(1, r.completion_tokens)))
+        yield self.event({"type": "message_start", "message": message}), False
+        if r.tool:
+            block = {"type": "tool_use", "id": r.tool[0], "name": r.tool[1], "input": {}}
+        else:
+            block = {"type": "text", "text": ""}
+        yield self.event({"type": "content_block_start", "index": 0, "content_block": block}), False
+        yield self.event({"type": "ping"}), False
+        for piece in r.pieces:
+            if r.tool:
+                delta = {"type": "input_json_delta", "partial_json": piece}
+            else:
+                delta = {"type": "text_delta", "text": piece}
+            yield self.event({"type": "content_block_delta", "index": 0, "delta": delta}), True
+        yield self.event({"type": "content_block_stop", "index": 0}), False
+        p, c = _counts(r.usage_mode, r.prompt_tokens, r.completion_tokens)
+        final = {"type": "message_delta",
+                 "delta": {"stop_reason": "tool_use" if r.tool else "end_turn", "stop_sequence": None}}
+        _put(final, "usage", _usage_obj(r.usage_mode, {"output_tokens": c}))
+        yield self.event(final), False
+        yield self.event({"type": "message_stop"}), False
+
+    def stream_error(self, error: dict | None, r: _Reply) -> bytes:
+        return self.event({"type": "error", "error": error or self.error(529)["error"]})
+
+    def error_in_200(self, error: dict | None) -> dict:
+        return {"type": "error", "error": error or self.error(529)["error"]}
+
+    def count_tokens(self, r: _Reply) -> dict:
+        return {"input_tokens": r.prompt_tokens}
+
+
+class _Google:
+    name = "google"
+    stream_content_type = "text/event-stream"
+    _STATUSES = {
+        400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+        401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+        403: ("PERMISSION_DENIED", "The caller does not have permission."),
+        404: ("NOT_FOUND", "Requested entity was not found."),
+        429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+        500: ("INTERNAL", "An internal error has occurred."),
+        503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+        504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+    }
+
+    def error(self, status: int, message: str | None = None) -> dict:
+        code, default = self._STATUSES.get(status, ("UNKNOWN", f"Upstream error {status}."))
+        return {"error": {"code": status, "message": message or default, "status": code}}
+
+    def token(self, request: web.BaseRequest) -> str | None:
+        return request.headers.get("x-goog-api-key") or request.query.get("key")
+
+    def auth_failure(self) -> tuple[int, dict]:
+        # The real API answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+        body = self.error(400, "API key not valid. Please pass a valid API key.")
+        body["error"]["details"] = [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        }]
+        return 400, body
+
+    def models(self, ids: list[str], provider: str) -> dict:
+        return {"models": [{
+            "name": f"models/{m}",
+            "version": "001",
+            "displayName": m,
+            "inputTokenLimit": 1048576,
+            "outputTokenLimit": 8192,
+            "supportedGenerationMethods": ["generateContent", "countTokens"],
+        } for m in ids]}
+
+    def check(self, request: web.BaseRequest, body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return "Invalid JSON payload received."
+        if not body.get("contents"):
+            return "* GenerateContentRequest.contents: contents is not specified\n"
+        return None
+
+    def tool_name(self, body: dict) -> str | None:
+        for tool in body.get("tools") or []:
+            if not isinstance(tool, dict):
+                continue
+            declarations = tool.get("functionDeclarations") or tool.get("function_declarations") or []
+            if declarations:
+                return declarations[0].get("name")
+        return None
+
+    def usage(self, r: _Reply) -> Any:
+        p, c = _counts(r.usage_mode, r.prompt_tokens, r.completion_tokens)
+        return _usage_obj(
+            r.usage_mode, {"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": _minus_missing(p, c)}
+        )
+
+    def _chunk(self, r: _Reply, parts: list[dict], last: bool) -> dict:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+        if last:
+            candidate["finishReason"] = "STOP"
+        candidate["index"] = 0
+        data: dict[str, Any] = {"candidates": [candidate]}
+        if last:
+            _put(data, "usageMetadata", self.usage(r))
+        data["modelVersion"] = r.model
+        data["responseId"] = r.id
+        return data
+
+    def _call_part(self, r: _Reply) -> dict:
+        return {"functionCall": {"name": r.tool[1], "args": json.loads(r.text())}}
+
+    def completion(self, r: _Reply) -> dict:
+        parts = [self._call_part(r)] if r.tool else [{"text": r.text()}]
+        return self._chunk(r, parts, last=True)
+
+    def separator(self, r: _Reply) -> str:
+        return "\r\n\r\n" if r.crlf else "\n\n"
+
+    def event(self, r: _Reply, data: dict, first: bool = False) -> bytes:
+        if r.sse:
+            return f"data: {_dumps(data)}{self.separator(r)}".encode()
+        return (("[" if first else ",\r\n") + _dumps(data)).encode()
+
+    def stream(self, r: _Reply) -> Iterator[tuple[bytes, bool]]:
+        if r.tool:
+            yield self.event(r, self._chunk(r, [self._call_part(r)], last=True), first=True), True
+        else:
+            pieces = iter(r.pieces)
+            current = next(pieces, "")
+            first = True
+            for following in pieces:
+                yield self.event(r, self._chunk(r, [{"text": current}], last=False), first=first), True
+                current, first = following, False
+            yield self.event(r, self._chunk(r, [{"text": current}], last=True), first=first), True
+        if not r.sse:
+            yield b"]", False
+
+    def stream_error(self, error: dict | None, r: _Reply) -> bytes:
+        return f"data: {_dumps({'error': error or self.error(500)['error']})}{self.separator(r)}".encode()
+
+    def error_in_200(self, error: dict | None) -> dict:
+        return {"error": error or self.error(500)["error"]}
+
+    def count_tokens(self, r: _Reply) -> dict:
+        return {"totalTokens": r.prompt_tokens}
+
+
+_WIRES = {"openai": _OpenAI(), "anthropic": _Anthropic(), "google": _Google()}
+
+
+def _wire_for_name(provider: str) -> str:
+    if provider.startswith("anthropic"):
+        return "anthropic"
+    if provider.startswith("google") or provider.startswith("gemini"):
+        return "google"
+    return "openai"
+
+
+# ---------------------------------------------------------------------------------------
+# The server
+
+
+class FakeUpstream:
+    """See the module docstring. Settings are plain attributes, faults are queued with fail()."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._faults: list[_Fault] = []
+        self._gate: _Gate | None = None
+        self._held = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._transports: set[asyncio.BaseTransport] = set()
+        self._hanging: set[asyncio.BaseTransport] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._start_error: BaseException | None = None
+        self._stopping = False
+        self.port: int | None = None
+        self._apply_defaults()
+
+    # -- settings ------------------------------------------------------------------------
+
+    reply: str
+    stream_chunks: int
+    chunk_delay: float
+    usage: tuple[int, int]
+    valid_tokens: Any
+    fixed_completion_id: str | None
+    models: list[str] | None
+    strict: bool
+    google_sse_crlf: bool
+
+    def _apply_defaults(self) -> None:
+        for name, value in DEFAULTS.items():
+            setattr(self, name, value)
+
+    def reset(self) -> None:
+        """Back to a clean state: drop the connections of "hang" faults, release the gate,
+        clear faults, calls and counters, and put every setting back to its default."""
+        self.release()
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._drop_hanging(), loop).result(5)
+        with self._lock:
+            self._faults.clear()
+            self._calls.clear()
+            self._max_in_flight = self._in_flight
+        self._apply_defaults()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> FakeUpstream:
+        if self._thread is not None:
+            return self
+        _raise_fd_limit()
+        self._stopping = False
+        self._start_error = None
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, args=(port, ready), name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not ready.wait(10) or self._start_error is not None:
+            error = self._start_error
+            self.stop()
+            raise RuntimeError(f"the fake upstream did not start: {error!r}")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: every open connection (hung ones included) is dropped."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._stopping = True
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
+            except Exception:  # noqa: BLE001 - stopping must not fail a test run
+                pass
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._loop = self._thread = self._runner = None
+        self.port = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self, port: int, ready: threading.Event) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(port))
+        except BaseException as e:  # noqa: BLE001 - reported to start()
+            self._start_error = e
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, port: int) -> None:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0, keepalive_timeout=75.0
+        )
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock, backlog=4096)
+        await site.start()
+
+    async def _drop_hanging(self) -> None:
+        for transport in list(self._hanging):
+            transport.abort()
+        self._hanging.clear()
+        await asyncio.sleep(0)  # let the aborted handlers see their cancellation
+
+    async def _shutdown(self) -> None:
+        with self._lock:
+            gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.event.set()
+        for transport in list(self._transports):
+            transport.abort()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- addresses -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the fake upstream is not running")
+        return f"http://127.0.0.1:{self.port}"
+
+    def base_url(self, provider: str = "openai", wire: str | None = None) -> str:
+        """The base URL the gateway is configured with for this provider name.
+
+        OpenAI-style names get /<name>/v1; names starting with "anthropic" or "google"
+        get /<name> (the SDK conventions). `wire` overrides the guess from the name.
+        """
+        wire = wire or _wire_for_name(provider)
+        root = f"{self.url}/{provider}"
+        return f"{root}/v1" if wire == "openai" else root
+
+    # -- faults --------------------------------------------------------------------------
+
+    def fail(self, kind: str, provider: str | None = None, times: int | None = 1, *, on: str = "generate",
+             **options: Any) -> None:
+        """Queue a fault for the next `times` matching requests (None: every one until reset).
+
+        `provider` restricts it to one first path segment; `on` picks the requests:
+        "generate" (completions, the default), "models" (key validation) or "any".
+
+        Kinds and options (defaults in FAULT_KINDS):
+          status(status=500, body=None|dict|str, headers=None, content_type=None)
+              body None: the format's own error shape for that status.
+          hang                 read the request, never send headers.
+          hang_mid_stream(after=1)   headers, everything up to the after-th content
+              event, then silence. after=0: headers only.
+          cut_mid_stream(after=1, rst=False)   same, then close the TCP connection
+              (FIN; rst=True: a TCP reset).
+          invalid_json(body=None)   200, application/json, a body that does not parse.
+          garbage_sse(events=None)  streaming 200 whose `data:` lines are not JSON.
+          error_in_200(after=0, error=None)   200 carrying the format's error object;
+              when streaming, after `after` content events (OpenAI `data: {"error":..}`,
+              Anthropic `event: error`, Google `data: {"error":..}`).
+          bad_usage(mode="negative")   negative | missing (usage object without its
+              counts) | absent (no usage at all) | null | string (counts as strings).
+              OpenAI streams then carry a usage chunk even without include_usage.
+          huge_stream(size_mb=10, chunk_kb=64)   that much content, in chunk_kb pieces.
+          slow(seconds=1.0)    wait, then answer normally.
+          reset_after_request  read the whole request, then reset the connection.
+        Hangs end when the client disconnects, on reset() or on stop().
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
+        if on not in FAULT_TARGETS:
+            raise ValueError(f"on must be one of {FAULT_TARGETS}")
+        unknown = set(options) - set(FAULT_KINDS[kind])
+        if unknown:
+            raise TypeError(f"fault {kind!r} takes no option(s) {sorted(unknown)}; it takes {FAULT_KINDS[kind]}")
+        merged = {**FAULT_KINDS[kind], **options}
+        if kind == "bad_usage" and merged["mode"] not in USAGE_MODES:
+            raise ValueError(f"bad_usage mode must be one of {USAGE_MODES}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None for always)")
+        with self._lock:
+            self._faults.append(_Fault(kind, provider, times, on, merged))
+
+    def _take_fault(self, provider: str, endpoint: str | None) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(provider, endpoint):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                        if fault.remaining <= 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+    @property
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    # -- gate ----------------------------------------------------------------------------
+
+    def gate(self, n: int | None = None, provider: str | None = None) -> None:
+        """Hold the next `n` completion requests (all of them if None) until release()."""
+        self.release()
+        with self._lock:
+            self._gate = _Gate(remaining=n, provider=provider)
+
+    def release(self) -> None:
+        """Let every held request go on, and stop holding new ones."""
+        with self._lock:
+            gate, self._gate = self._gate, None
+        loop = self._loop
+        if gate is not None and loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(gate.event.set)
+
+    @property
+    def held(self) -> int:
+        """How many requests are waiting at the gate right now."""
+        return self._held
+
+    def _enter_gate(self, provider: str) -> _Gate | None:
+        with self._lock:
+            gate = self._gate
+            if gate is None or (gate.provider is not None and gate.provider != provider):
+                return None
+            if gate.remaining is not None:
+                if gate.remaining <= 0:
+                    return None
+                gate.remaining -= 1
+            return gate
+
+    # -- recorded calls ------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        """A snapshot of every request received since the last reset, oldest first."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_for(self, provider: str, endpoint: str | None = None) -> list[Call]:
+        return [c for c in self.calls if c.provider == provider and (endpoint is None or c.endpoint == endpoint)]
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests handled at once since the last reset."""
+        return self._max_in_flight
+
+    def wait_for(self, predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(interval)
+        return bool(predicate())
+
+    def wait_for_calls(self, n: int, provider: str | None = None, timeout: float = 5.0) -> list[Call]:
+        """Wait until at least n calls (for the provider) arrived; returns them or raises."""
+        def found() -> list[Call]:
+            return self.calls if provider is None else self.calls_for(provider)
+
+        if not self.wait_for(lambda: len(found()) >= n, timeout):
+            raise AssertionError(f"expected {n} call(s) to the fake upstream, got {len(found())}")
+        return found()
+
+    def wait_held(self, n: int, timeout: float = 5.0) -> None:
+        if not self.wait_for(lambda: self._held >= n, timeout):
+            raise AssertionError(f"expected {n} request(s) held at the gate, got {self._held}")
+
+    # -- request handling ----------------------------------------------------------------
+
+    def _route(self, request: web.BaseRequest) -> tuple[str | None, str | None, bool]:
+        """(wire, endpoint, google streaming) for a request, (None, None, False) when unknown."""
+        path = request.path
+        if request.method == "POST":
+            if path.endswith("/chat/completions"):
+                return "openai", "generate", False
+            if path.endswith("/v1/messages"):
+                return "anthropic", "generate", False
+            if path.endswith("/v1/messages/count_tokens"):
+                return "anthropic", "count_tokens", False
+            match = _GOOGLE_PATH.search(path)
+            if match:
+                if match["method"] == "countTokens":
+                    return "google", "count_tokens", False
+                return "google", "generate", match["method"] == "streamGenerateContent"
+        if request.method == "GET" and path.rstrip("/").endswith("/models"):
+            headers = request.headers
+            if "/v1beta/" in path or "x-goog-api-key" in headers or "key" in request.query:
+                return "google", "models", False
+            if "x-api-key" in headers or "anthropic-version" in headers:
+                return "anthropic", "models", False
+            return "openai", "models", False
+        return None, None, False
+
+    def _track(self, transport: asyncio.BaseTransport | None, delta: int) -> None:
+        with self._lock:
+            self._in_flight += delta
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        if transport is not None:
+            if delta > 0:
+                self._transports.add(transport)
+            else:
+                self._transports.discard(transport)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        transport = request.transport
+        self._track(transport, +1)
+        call: Call | None = None
+        try:
+            raw = await request.read()
+            segments = request.path.split("/")
+            provider = segments[1] if len(segments) > 1 else ""
+            wire_name, endpoint, google_stream = self._route(request)
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            call = Call(
+                provider=provider,
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body,
+                raw=raw,
+                time=time.time(),
+                wire=wire_name,
+                endpoint=endpoint,
+            )
+            if wire_name == "google":
+                call.stream = google_stream
+            elif isinstance(body, dict):
+                call.stream = body.get("stream") is True
+            with self._lock:
+                self._calls.append(call)
+            return await self._answer(request, call)
+        except asyncio.CancelledError:
+            if call is not None and not self._stopping:
+                call.disconnected = True
+            raise
+        finally:
+            self._track(transport, -1)
+
+    async def _answer(self, request: web.BaseRequest, call: Call) -> web.StreamResponse:
+        if call.wire is None:
+            return self._json(call, 404, {"error": {"message": f"No route for {call.method} {call.path}",
+                                                    "type": "invalid_request_error", "code": "unknown_url"}})
+        wire = _WIRES[call.wire]
+        fault = self._take_fault(call.provider, call.endpoint)
+        call.fault = fault.kind if fault else None
+        opts = fault.options if fault else {}
+
+        if call.fault == "reset_after_request":
+            return self._drop(request, call, rst=True)
+
+        gate = self._enter_gate(call.provider) if call.endpoint == "generate" else None
+        if gate is not None:
+            self._held += 1
+            try:
+                await gate.event.wait()
+            finally:
+                self._held -= 1
+
+        if call.fault == "hang":
+            await self._hang(request)  # until the client goes away, reset() or stop()
+        if call.fault == "slow":
+            await asyncio.sleep(opts["seconds"])
+        if call.fault == "status":
+            return self._status_fault(call, wire, opts)
+        if call.fault == "invalid_json":
+            text = opts["body"] if opts["body"] is not None else '{"id": "broken", "choices": [{"message": '
+            return self._text(call, 200, text, "application/json")
+
+        if self.valid_tokens is not None and wire.token(request) not in self.valid_tokens:
+            status, body = wire.auth_failure()
+            return self._json(call, status, body)
+
+        if call.endpoint == "models":
+            ids = list(self.models) if self.models is not None else DEFAULT_MODELS[call.wire]
+            return self._json(call, 200, wire.models(ids, call.provider))
+
+        if self.strict:
+            problem = wire.check(request, call.body)
+            if problem:
+                return self._json(call, 400, wire.error(400, problem))
+
+        reply = self._reply(request, call, fault)
+        if call.endpoint == "count_tokens":
+            return self._json(call, 200, wire.count_tokens(reply))
+
+        if call.fault == "error_in_200" and not call.stream:
+            return self._json(call, 200, wire.error_in_200(opts["error"]))
+        if call.fault == "garbage_sse":
+            return await self._garbage(request, call, wire, opts)
+        if not call.stream:
+            return self._json(call, 200, wire.completion(reply))
+        return await self._stream(request, call, wire, reply, opts)
+
+    def _reply(self, request: web.BaseRequest, call: Call, fault: _Fault | None) -> _Reply:
+        wire = _WIRES[call.wire]
+        body = call.body if isinstance(call.body, dict) else {}
+        suffix = uuid.uuid4().hex[:24]
+        fixed = self.fixed_completion_id
+        ids = {"openai": f"chatcmpl-{suffix}", "anthropic": f"msg_01{suffix}", "google": suffix}
+        model = call.model or "unknown-model"
+        prompt_tokens, completion_tokens = self.usage
+        tool_name = wire.tool_name(body) if call.endpoint == "generate" else None
+        kind = fault.kind if fault else None
+        if kind == "huge_stream":
+            tool_name = None
+            chunk_chars = max(1, int(fault.options["chunk_kb"] * 1024))
+            total = int(fault.options["size_mb"] * 1024 * 1024)
+            block = ("lorem ipsum " * (chunk_chars // 12 + 1))[:chunk_chars]
+            count = max(1, math.ceil(total / chunk_chars))
+            pieces: Iterable[str] = itertools.repeat(block, count)
+        elif tool_name:
+            pieces = _split(json.dumps(TOOL_ARGUMENTS), self.stream_chunks)
+        else:
+            pieces = _split(self.reply, self.stream_chunks)
+        tool = None
+        if tool_name:
+            tool = ((fixed or f"call_{suffix}") if call.wire == "openai" else (fixed or f"toolu_01{suffix}"), tool_name)
+        stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        return _Reply(
+            wire=call.wire,
+            model=model,
+            id=fixed or ids[call.wire],
+            created=int(time.time()),
+            pieces=pieces,
+            tool=tool,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            usage_mode=fault.options["mode"] if kind == "bad_usage" else None,
+            include_usage=bool(stream_options.get("include_usage")),
+            sse=request.query.get("alt") == "sse",
+            crlf=self.google_sse_crlf,
+        )
+
+    # -- writing answers -----------------------------------------------------------------
+
+    def _json(self, call: Call, status: int, body: Any, headers: dict | None = None) -> web.Response:
+        call.status = status
+        call.finished = True
+        return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+    def _text(self, call: Call, status: int, text: str, content_type: str,
+              headers: dict | None = None) -> web.Response:
+        call.status = status
+        call.finished = True
+        response = web.Response(status=status, body=text.encode(), headers=headers)
+        response.content_type = content_type
+        return response
+
+    def _status_fault(self, call: Call, wire: Any, opts: dict) -> web.Response:
+        status, body, headers = opts["status"], opts["body"], opts["headers"]
+        if body is None:
+            body = wire.error(status)
+        if isinstance(body, (bytes, str)):
+            text = body.decode() if isinstance(body, bytes) else body
+            return self._text(call, status, text, opts["content_type"] or "text/plain", headers)
+        response = self._json(call, status, body, headers)
+        if opts["content_type"]:
+            response.content_type = opts["content_type"]
+        return response
+
+    async def _hang(self, request: web.BaseRequest) -> None:
+        transport = request.transport
+        if transport is not None:
+            self._hanging.add(transport)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._hanging.discard(transport)
+
+    def _drop(self, request: web.BaseRequest, call: Call, rst: bool) -> web.Response:
+        """Close the connection now; with rst, as a TCP reset. aiohttp then finds it closed."""
+        transport = request.transport
+        if transport is not None:
+            if rst:
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    except OSError:
+                        pass
+            transport.abort()
+        return web.Response(status=500)
+
+    async def _open_stream(self, request: web.BaseRequest, call: Call, content_type: str) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Cache-Control": "no-cache"})
+        response.content_type = content_type.split(";")[0]
+        if "charset" in content_type:
+            response.charset = "utf-8"
+        call.status = 200
+        await response.prepare(request)
+        return response
+
+    async def _stream(self, request: web.BaseRequest, call: Call, wire: Any, reply: _Reply,
+                      opts: dict) -> web.StreamResponse:
+        kind = call.fault
+        content_type = wire.stream_content_type if reply.sse or call.wire != "google" else "application/json"
+        response = await self._open_stream(request, call, content_type)
+        stop_after = opts.get("after") if kind in ("hang_mid_stream", "cut_mid_stream", "error_in_200") else None
+        delay = self.chunk_delay
+        sent_content = 0
+        try:
+            if stop_after != 0:
+                for data, is_content in wire.stream(reply):
+                    if is_content and delay and sent_content:
+                        await asyncio.sleep(delay)
+                    await response.write(data)
+                    if is_content:
+                        sent_content += 1
+                        if stop_after is not None and sent_content >= stop_after:
+                            break
+            if kind == "error_in_200":
+                await response.write(wire.stream_error(opts["error"], reply))
+            elif kind == "hang_mid_stream":
+                await self._hang(request)  # silent until the client goes away, reset() or stop()
+            elif kind == "cut_mid_stream":
+                self._drop(request, call, rst=opts["rst"])
+                return response
+            await response.write_eof()
+            call.finished = True
+        except ConnectionError:
+            call.disconnected = True
+        return response
+
+    async def _garbage(self, request: web.BaseRequest, call: Call, wire: Any, opts: dict) -> web.StreamResponse:
+        events = opts["events"] or ["this is not json", '{"choices": [{"delta": {"content": "half', "{}}}{{"]
+        response = await self._open_stream(request, call, "text/event-stream")
+        try:
+            for event in events:
+                await response.write(f"data: {event}\n\n".encode())
+            await response.write_eof()
+            call.finished = True
+        except ConnectionError:
+            call.disconnected = True
+        return response
+
+
+def _raise_fd_limit() -> None:
+    """Hundreds of concurrent streams need as many sockets on both ends; lift a low soft limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def free_port() -> int:
+    """A port nothing listens on (for "connection refused" tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------
+# pytest fixtures (import both into a conftest)
+
+_shared: FakeUpstream | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_fake_upstream() -> FakeUpstream:
+    """The one fake of this test process, started on first use and stopped at exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = FakeUpstream().start()
+            atexit.register(_shared.stop)
+        return _shared
+
+
+@pytest.fixture(scope="session")
+def fake_upstream_server() -> FakeUpstream:
+    """The session's fake, not reset: for session-scoped setup that needs its port."""
+    return shared_fake_upstream()
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """The session's fake, reset before and after the test."""
+    fake = shared_fake_upstream()
+    fake.reset()
+    yield fake
+    fake.reset()

@@ -1,0 +1,418 @@
+"""The Anthropic wire format: OpenAI requests become Messages API requests, and Anthropic's
+answers and stream events come back as OpenAI completions and chunks with real usage."""
+
+import orjson
+import pytest
+
+from gateway.wire.anthropic import FORMAT
+from gateway.wire.base import UpstreamFormatError, Usage
+
+CALL = {"upstream_model": "claude-sonnet-4-20250514", "base_url": "https://api.anthropic.com", "token": "sk-ant-test"}
+IDS = {"model": "anthropic/claude-sonnet-4", "completion_id": "chatcmpl-123", "created": 1700000000}
+PNG = "iVBORw0KGgo="
+
+
+def upstream_body(stream=False, **body) -> dict:
+    body.setdefault("messages", [{"role": "user", "content": "Hi"}])
+    return orjson.loads(FORMAT.build_call(body=body, stream=stream, **CALL).body)
+
+
+def weather_call(call_id="toolu_1", city="Paris") -> dict:
+    arguments = orjson.dumps({"city": city}).decode()
+    return {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+
+
+# --- build_call ------------------------------------------------------------------------------
+
+
+def test_the_call_goes_to_the_messages_endpoint_with_the_key_and_api_version():
+    call = FORMAT.build_call(body={"messages": [{"role": "user", "content": "Hi"}]}, stream=False, **CALL)
+    assert call.url == "https://api.anthropic.com/v1/messages"
+    assert call.headers == {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+    assert upstream_body() == {
+        "model": "claude-sonnet-4-20250514",
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+    }
+
+
+def test_system_and_developer_messages_are_joined_into_the_top_level_system():
+    body = upstream_body(
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+            {"role": "user", "content": "Hi"},
+        ]
+    )
+    assert body["system"] == "Be brief.\n\nAnswer in French."
+    assert [m["role"] for m in body["messages"]] == ["user"]
+
+
+@pytest.mark.parametrize(
+    "url, source",
+    [
+        (f"data:image/png;base64,{PNG}", {"type": "base64", "media_type": "image/png", "data": PNG}),
+        ("https://example.com/cat.jpg", {"type": "url", "url": "https://example.com/cat.jpg"}),
+    ],
+)
+def test_image_parts_become_image_blocks_from_data_or_web_urls(url, source):
+    content = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}}]
+    body = upstream_body(messages=[{"role": "user", "content": content}])
+    assert body["messages"][0]["content"] == [{"type": "text", "text": "What is this?"}, {"type": "image", "source": source}]
+
+
+def test_an_image_anthropic_cannot_fetch_is_left_out():
+    content = [{"type": "text", "text": "Look"}, {"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}]
+    assert upstream_body(messages=[{"role": "user", "content": content}])["messages"][0]["content"] == [{"type": "text", "text": "Look"}]
+
+
+def test_a_tool_round_becomes_tool_use_then_merged_tool_results_in_one_user_turn():
+    body = upstream_body(
+        messages=[
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {"role": "assistant", "content": None, "tool_calls": [weather_call("toolu_1"), weather_call("toolu_2", "Rome")]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18°C"},
+            {"role": "tool", "tool_call_id": "toolu_2", "content": [{"type": "text", "text": "24°C"}]},
+            {"role": "user", "content": "Thanks"},
+        ]
+    )
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris and Rome?"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Rome"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18°C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "24°C"},
+                {"type": "text", "text": "Thanks"},
+            ],
+        },
+    ]
+
+
+def test_assistant_text_comes_before_its_tool_calls_and_bad_arguments_become_an_empty_input():
+    call = {"id": "toolu_9", "type": "function", "function": {"name": "lookup", "arguments": "{not json"}}
+    body = upstream_body(messages=[{"role": "user", "content": "Go"}, {"role": "assistant", "content": "Looking.", "tool_calls": [call]}])
+    assert body["messages"][1]["content"] == [
+        {"type": "text", "text": "Looking."},
+        {"type": "tool_use", "id": "toolu_9", "name": "lookup", "input": {}},
+    ]
+
+
+def test_consecutive_messages_of_one_role_are_merged_and_empty_ones_dropped():
+    body = upstream_body(
+        messages=[
+            {"role": "user", "content": "One"},
+            {"role": "user", "content": ""},
+            {"role": "user", "content": "Two"},
+        ]
+    )
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "One"}, {"type": "text", "text": "Two"}]}]
+
+
+@pytest.mark.parametrize(
+    "request_fields, expected",
+    [
+        ({"max_completion_tokens": 50, "max_tokens": 10}, {"max_tokens": 50}),
+        ({"max_tokens": 10}, {"max_tokens": 10}),
+        ({}, {"max_tokens": 4096}),
+        ({"stop": "END"}, {"stop_sequences": ["END"]}),
+        ({"stop": ["a", "b"]}, {"stop_sequences": ["a", "b"]}),
+        ({"temperature": 0.2, "top_p": 0.9}, {"temperature": 0.2, "top_p": 0.9}),
+        ({"temperature": 1.8}, {"temperature": 1}),
+        ({"user": "user-42"}, {"metadata": {"user_id": "user-42"}}),
+    ],
+)
+def test_sampling_limits_stop_and_user_fields_are_translated(request_fields, expected):
+    body = upstream_body(**request_fields)
+    assert {key: body[key] for key in expected} == expected
+
+
+def test_streaming_is_asked_for_only_when_the_gateway_streams():
+    assert upstream_body(stream=True)["stream"] is True
+    assert "stream" not in upstream_body(stream=False)
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def test_function_tools_become_anthropic_tools_with_an_input_schema():
+    assert upstream_body(tools=[TOOL, {"type": "function", "function": {"name": "now"}}])["tools"] == [
+        {"name": "get_weather", "description": "Weather for a city", "input_schema": TOOL["function"]["parameters"]},
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+    ]
+
+
+@pytest.mark.parametrize(
+    "tool_choice, expected",
+    [
+        ("auto", {"type": "auto"}),
+        ("required", {"type": "any"}),
+        ("none", {"type": "none"}),
+        ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
+    ],
+)
+def test_tool_choice_is_translated(tool_choice, expected):
+    assert upstream_body(tools=[TOOL], tool_choice=tool_choice)["tool_choice"] == expected
+
+
+def test_parallel_tool_calls_off_disables_parallel_tool_use():
+    assert upstream_body(tools=[TOOL], parallel_tool_calls=False)["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+
+
+def test_a_tool_choice_without_tools_is_not_sent():
+    assert "tool_choice" not in upstream_body(tool_choice="auto")
+
+
+# --- parse_response --------------------------------------------------------------------------
+
+
+def anthropic_message(content, stop_reason="end_turn", usage=None) -> dict:
+    return {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-20250514",
+        "content": content,
+        "stop_reason": stop_reason,
+        "usage": usage if usage is not None else {"input_tokens": 12, "output_tokens": 7},
+    }
+
+
+def test_a_text_answer_becomes_a_chat_completion_with_our_id_and_model():
+    data = anthropic_message([{"type": "text", "text": "Hello"}, {"type": "text", "text": " there"}])
+    completion, usage, reason = FORMAT.parse_response(data, **IDS)
+    assert completion == {
+        "id": "chatcmpl-123",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "anthropic/claude-sonnet-4",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"}, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+    }
+    assert (usage, reason) == (Usage(12, 7), "stop")
+
+
+def test_tool_use_blocks_become_tool_calls_with_json_string_arguments():
+    content = [
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+    ]
+    completion, _, reason = FORMAT.parse_response(anthropic_message(content, "tool_use"), **IDS)
+    message = completion["choices"][0]["message"]
+    assert message["content"] == "Checking."
+    assert message["tool_calls"] == [{"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]
+    assert reason == "tool_calls"
+
+
+def test_an_answer_with_only_tool_calls_has_null_content():
+    content = [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}]
+    completion, _, _ = FORMAT.parse_response(anthropic_message(content, "tool_use"), **IDS)
+    assert completion["choices"][0]["message"]["content"] is None
+
+
+@pytest.mark.parametrize(
+    "stop_reason, finish_reason",
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("something_new", "stop"),
+        (None, "stop"),
+    ],
+)
+def test_stop_reasons_map_to_openai_finish_reasons(stop_reason, finish_reason):
+    completion, _, reason = FORMAT.parse_response(anthropic_message([{"type": "text", "text": "x"}], stop_reason), **IDS)
+    assert reason == completion["choices"][0]["finish_reason"] == finish_reason
+
+
+@pytest.mark.parametrize(
+    "anthropic_usage, expected",
+    [
+        ({"input_tokens": 10, "output_tokens": 5}, Usage(10, 5)),
+        ({"input_tokens": 10, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 1000, "output_tokens": 5}, Usage(1110, 5)),
+        ({"input_tokens": 10, "cache_creation_input_tokens": None, "output_tokens": 5}, Usage(10, 5)),
+        ({"input_tokens": -3, "output_tokens": "many"}, Usage(0, 0)),
+        ({}, Usage(0, 0)),
+    ],
+)
+def test_usage_counts_cached_prompt_tokens_and_makes_bad_counts_safe(anthropic_usage, expected):
+    _, usage, _ = FORMAT.parse_response(anthropic_message([{"type": "text", "text": "x"}], usage=anthropic_usage), **IDS)
+    assert usage == expected
+
+
+@pytest.mark.parametrize("data", [None, [], "text", {"type": "message"}, {"content": "Hello"}])
+def test_an_answer_without_content_blocks_is_a_format_error(data):
+    with pytest.raises(UpstreamFormatError):
+        FORMAT.parse_response(data, **IDS)
+
+
+def test_the_providers_error_message_is_read_from_its_error_shape():
+    error = {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too large"}}
+    assert FORMAT.error_message(400, error) == "max_tokens: too large"
+    assert FORMAT.error_message(502, None) == "the provider answered HTTP 502"
+
+
+# --- streaming -------------------------------------------------------------------------------
+
+
+def event(kind: str, **fields) -> tuple[str, str]:
+    return kind, orjson.dumps({"type": kind, **fields}).decode()
+
+
+def message_start(input_tokens=25, **usage) -> tuple[str, str]:
+    message = {"id": "msg_01", "type": "message", "role": "assistant", "content": [], "stop_reason": None}
+    return event("message_start", message={**message, "usage": {"input_tokens": input_tokens, "output_tokens": 1, **usage}})
+
+
+TEXT_STREAM = [
+    message_start(),
+    event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+    event("ping"),
+    event("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hello"}),
+    event("content_block_delta", index=0, delta={"type": "text_delta", "text": "!"}),
+    event("content_block_stop", index=0),
+    event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None}, usage={"output_tokens": 15}),
+    event("message_stop"),
+]
+
+TOOL_STREAM = [
+    message_start(),
+    event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+    event("content_block_delta", index=0, delta={"type": "text_delta", "text": "Let me check."}),
+    event("content_block_stop", index=0),
+    event("content_block_start", index=1, content_block={"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}),
+    event("content_block_delta", index=1, delta={"type": "input_json_delta", "partial_json": ""}),
+    event("content_block_delta", index=1, delta={"type": "input_json_delta", "partial_json": '{"city": '}),
+    event("content_block_delta", index=1, delta={"type": "input_json_delta", "partial_json": '"Paris"}'}),
+    event("content_block_stop", index=1),
+    event("content_block_start", index=2, content_block={"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}}),
+    event("content_block_delta", index=2, delta={"type": "input_json_delta", "partial_json": "{}"}),
+    event("content_block_stop", index=2),
+    event("message_delta", delta={"stop_reason": "tool_use", "stop_sequence": None}, usage={"output_tokens": 40}),
+    event("message_stop"),
+]
+
+
+def translate(events, include_usage=True):
+    translator = FORMAT.stream_translator(include_usage=include_usage, **IDS)
+    chunks = [chunk for kind, data in events for chunk in translator.feed(kind, data)]
+    return translator, chunks, translator.finish()
+
+
+def deltas(chunks) -> list[dict]:
+    return [chunk["choices"][0]["delta"] for chunk in chunks]
+
+
+def test_a_text_stream_opens_with_the_role_then_sends_each_text_delta_and_the_finish_reason():
+    translator, chunks, _ = translate(TEXT_STREAM)
+    assert deltas(chunks) == [{"role": "assistant", "content": ""}, {"content": "Hello"}, {"content": "!"}, {}]
+    assert [chunk["choices"][0]["finish_reason"] for chunk in chunks] == [None, None, None, "stop"]
+    assert translator.state.finish_reason == "stop"
+    assert translator.state.chunks == 4
+
+
+def test_every_chunk_carries_our_id_model_and_creation_time():
+    _, chunks, _ = translate(TEXT_STREAM)
+    for chunk in chunks:
+        assert (chunk["id"], chunk["object"], chunk["created"], chunk["model"]) == (
+            "chatcmpl-123",
+            "chat.completion.chunk",
+            1700000000,
+            "anthropic/claude-sonnet-4",
+        )
+
+
+def test_a_tool_stream_sends_each_call_start_then_its_argument_pieces_by_openai_index():
+    translator, chunks, _ = translate(TOOL_STREAM)
+    assert deltas(chunks) == [
+        {"role": "assistant", "content": ""},
+        {"content": "Let me check."},
+        {"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
+        {"tool_calls": [{"index": 1, "id": "toolu_2", "type": "function", "function": {"name": "now", "arguments": ""}}]},
+        {"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]},
+        {},
+    ]
+    assert chunks[-1]["choices"][0]["finish_reason"] == translator.state.finish_reason == "tool_calls"
+
+
+def test_stream_usage_takes_input_from_message_start_and_output_from_message_delta():
+    translator, _, _ = translate(TEXT_STREAM)
+    assert translator.state.usage == Usage(25, 15)
+
+
+def test_stream_usage_counts_cached_input_and_takes_cumulative_counts_from_message_delta():
+    events = [
+        message_start(input_tokens=5, cache_read_input_tokens=1000),
+        event("message_delta", delta={"stop_reason": "end_turn"}, usage={"input_tokens": 6, "output_tokens": 3}),
+    ]
+    translator, _, _ = translate(events)
+    assert translator.state.usage == Usage(1006, 3)
+
+
+def test_with_include_usage_the_stream_ends_with_a_usage_chunk_without_choices():
+    _, _, tail = translate(TEXT_STREAM, include_usage=True)
+    assert tail == [
+        {
+            "id": "chatcmpl-123",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": "anthropic/claude-sonnet-4",
+            "choices": [],
+            "usage": {"prompt_tokens": 25, "completion_tokens": 15, "total_tokens": 40},
+        }
+    ]
+
+
+def test_without_include_usage_the_stream_ends_with_nothing_more_but_usage_is_still_known():
+    translator, _, tail = translate(TEXT_STREAM, include_usage=False)
+    assert tail == []
+    assert translator.state.usage == Usage(25, 15)
+
+
+def test_negative_stream_counts_are_made_safe():
+    events = [message_start(input_tokens=-10), event("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": -2})]
+    translator, _, _ = translate(events)
+    assert translator.state.usage == Usage(0, 0)
+
+
+def test_an_error_event_is_recorded_and_sends_nothing_and_no_finish_reason_is_made_up():
+    events = TEXT_STREAM[:4] + [event("error", error={"type": "overloaded_error", "message": "Overloaded"})]
+    translator, chunks, _ = translate(events)
+    assert translator.state.error == "Overloaded"
+    assert translator.state.finish_reason is None
+    assert deltas(chunks) == [{"role": "assistant", "content": ""}, {"content": "Hello"}]
+
+
+@pytest.mark.parametrize("data", ["not json", "{truncated", "[1, 2]", '"text"'])
+def test_a_garbage_event_is_a_format_error(data):
+    translator = FORMAT.stream_translator(include_usage=True, **IDS)
+    with pytest.raises(UpstreamFormatError):
+        translator.feed("content_block_delta", data)
+
+
+def test_unknown_events_and_thinking_deltas_are_ignored():
+    events = [
+        event("content_block_start", index=0, content_block={"type": "thinking", "thinking": ""}),
+        event("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": "Hmm"}),
+        event("something_new", data={}),
+    ]
+    _, chunks, _ = translate(events, include_usage=False)
+    assert chunks == []
