@@ -3,6 +3,7 @@ stream, settle, and leave exactly one usage record behind.
 """
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -10,6 +11,7 @@ from datetime import datetime, timezone
 import orjson
 
 from gateway import http, routing
+from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
 from gateway.ids import random_string
 from gateway.keys import KeySnapshot
@@ -21,6 +23,7 @@ from gateway.wire import for_format
 from gateway.wire.base import SSEDecoder, UpstreamFormatError, Usage
 
 DONE = b"data: [DONE]\n\n"
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)  # compared by identity: it is kept in a set while in flight
@@ -45,14 +48,30 @@ class Exchange:
     cancel_reason: str | None = None  # "client" | "project_deleted", set by whoever cancels
     response_started: bool = False
     prompt_estimate: int = 0  # tokens, for billing a stream cut before the provider counted
+    no_cache: bool = False  # the client sent x-no-cache: true
+    cache_status: str = ""  # "hit" | "miss" | "skip" when the project caches
+    cache_key: str = ""
+    cached_entry: dict | None = None  # the stored answer a hit replayed
+    stream_events: list | None = None  # what a cacheable stream sent, to store at its end
+    stream_bytes: int = 0
+    finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
 
     def fail(self, error: GatewayError) -> None:
         self.status, self.error = error.status, error.message
 
+    def served_by(self) -> tuple[str, str, str]:
+        """(provider, model, mode) of the answer, fresh or from the cache."""
+        if self.cached_entry is not None:
+            e = self.cached_entry
+            return e["provider"], e["model"], e["mode"]
+        c = self.candidate
+        return (c.provider, c.offer.model, c.mode) if c else ("", "", "")
+
     def record(self) -> dict:
         now = time.monotonic()
         c = self.candidate
-        paid_with_credits = bool(c and c.paid_with_credits)
+        paid_with_credits = bool(c and c.paid_with_credits) and self.cached_entry is None
+        provider, model, mode = self.served_by()
         return {
             "id": self.log_id,
             "request_id": self.request_id,
@@ -61,12 +80,14 @@ class Exchange:
             "api_key_id": self.snapshot.key_id,
             "created_at": self.created_at.isoformat(),
             "requested_model": self.requested_model[:200],
-            "used_model": c.offer.model if c else "",
-            "used_provider": c.provider if c else "",
-            "used_mode": c.mode if c else "",
+            "used_model": model,
+            "used_provider": provider,
+            "used_mode": mode,
             "paid_with_credits": paid_with_credits,
             "streamed": self.stream,
-            "cached": False,
+            "cached": self.cached_entry is not None,
+            "cache_status": self.cache_status,
+            "saved_cost": self.cached_entry["cost"] if self.cached_entry else "0",
             "prompt_tokens": self.usage.prompt_tokens,
             "completion_tokens": self.usage.completion_tokens,
             "total_tokens": self.usage.total_tokens,
@@ -179,8 +200,11 @@ async def _open(exchange: Exchange, candidates: list[routing.Candidate], body: d
 
 def _response_headers(exchange: Exchange) -> dict[str, str]:
     headers = {"x-request-id": exchange.request_id}
-    if exchange.candidate is not None:
-        headers["x-gateway-provider"] = exchange.candidate.provider
+    provider = exchange.served_by()[0]
+    if provider:
+        headers["x-gateway-provider"] = provider
+    if exchange.cache_status:
+        headers["x-gateway-cache"] = "HIT" if exchange.cache_status == "hit" else "MISS"
     return headers
 
 
@@ -197,8 +221,10 @@ async def _answer_json(exchange: Exchange, wire, response, send) -> None:
     exchange.usage, exchange.finish_reason = usage, reason or ""
     exchange.first_byte_at = time.monotonic()
     _price(exchange)
-    await http.send_json(send, 200, out, _response_headers(exchange))
+    payload = orjson.dumps(out)
+    await http.send_json(send, 200, payload, _response_headers(exchange))
     exchange.response_started = True
+    await _store(exchange, {"body": payload.decode()})
 
 
 async def _pump(exchange: Exchange, translator, response, send) -> None:
@@ -219,7 +245,13 @@ async def _pump(exchange: Exchange, translator, response, send) -> None:
 async def _send_item(exchange: Exchange, item, send) -> None:
     if exchange.first_byte_at is None:
         exchange.first_byte_at = time.monotonic()
-    await http.send_sse(send, item if isinstance(item, bytes) else orjson.dumps(item))
+    payload = item if isinstance(item, bytes) else orjson.dumps(item)
+    if exchange.stream_events is not None:
+        exchange.stream_events.append(payload.decode())
+        exchange.stream_bytes += len(payload)
+        if exchange.stream_bytes > MAX_ENTRY_BYTES:
+            exchange.stream_events = None  # too large to store: stop collecting
+    await http.send_sse(send, payload)
 
 
 def _streamed_usage(exchange: Exchange, translator) -> Usage:
@@ -245,6 +277,9 @@ async def _answer_stream(exchange: Exchange, wire, response, send, include_usage
         for item in translator.finish():
             await _send_item(exchange, item, send)
         await http.end_sse(send, DONE)
+        exchange.finished = True
+        _price(exchange)
+        await _store(exchange, {"events": exchange.stream_events})
     except (GatewayError, UpstreamFormatError) as e:
         error = e if isinstance(e, GatewayError) else GatewayError(502, f"The provider sent an unreadable event: {e}", "upstream_error")
         exchange.fail(error)
@@ -261,6 +296,67 @@ async def _answer_stream(exchange: Exchange, wire, response, send, include_usage
 # --- the handler ---------------------------------------------------------------------------------
 
 
+# --- the response cache ----------------------------------------------------------------------
+
+
+async def _lookup(exchange: Exchange, raw: bytes) -> dict | None:
+    """The stored answer for this request, or None (a failing cache is a miss)."""
+    snapshot = exchange.snapshot
+    if not snapshot.caching_enabled:
+        return None
+    if exchange.no_cache:
+        exchange.cache_status = "skip"
+        return None
+    exchange.cache_key = cache_key(snapshot.project_id, snapshot.cache_version, raw)
+    try:
+        entry = await response_cache().get(exchange.cache_key)
+    except Exception:
+        log.warning("response cache unavailable; treating as a miss", exc_info=True)
+        entry = None
+    exchange.cache_status = "hit" if entry else "miss"
+    if entry is None and exchange.stream:
+        exchange.stream_events = []
+    return entry
+
+
+async def _store(exchange: Exchange, content: dict) -> None:
+    """Keeps a complete, successful answer for the project's cache duration."""
+    if exchange.cache_status != "miss" or exchange.status != 200 or exchange.canceled:
+        return
+    if "events" in content and content["events"] is None:
+        return  # a stream too large to keep
+    provider, model, mode = exchange.served_by()
+    entry = {
+        **content, "provider": provider, "model": model, "mode": mode, "cost": str(exchange.cost.total),
+        "usage": [exchange.usage.prompt_tokens, exchange.usage.completion_tokens],
+        "finish_reason": exchange.finish_reason,
+    }
+    try:
+        await response_cache().put(exchange.cache_key, exchange.snapshot.project_id, entry, exchange.snapshot.cache_duration_seconds)
+    except Exception:
+        log.warning("could not store a response in the cache", exc_info=True)
+
+
+async def _replay(exchange: Exchange, entry: dict, send) -> None:
+    """Answers from the cache: free, with the original's token counts."""
+    exchange.cached_entry = entry
+    exchange.usage = Usage(*entry["usage"])
+    exchange.finish_reason = entry.get("finish_reason") or ""
+    exchange.first_byte_at = time.monotonic()
+    headers = _response_headers(exchange)
+    exchange.response_started = True
+    if "events" in entry:
+        await http.start_sse(send, headers)
+        for payload in entry["events"]:
+            await http.send_sse(send, payload.encode())
+        await http.end_sse(send, DONE)
+    else:
+        await http.send_json(send, 200, entry["body"].encode(), headers)
+
+
+# --- the handler ---------------------------------------------------------------------------------
+
+
 async def handle(exchange: Exchange, raw: bytes, send, on_stream=None) -> None:
     """Answers one request; the caller records the exchange, whatever happens here.
     `on_stream` is called when the request turns out to stream (to watch for the client
@@ -271,7 +367,10 @@ async def handle(exchange: Exchange, raw: bytes, send, on_stream=None) -> None:
     exchange.prompt_estimate = len(raw) // 4
     if exchange.stream and on_stream is not None:
         on_stream()
-    candidates = routing.candidates(exchange.snapshot, body["model"])
+    candidates = routing.candidates(exchange.snapshot, body["model"])  # IAM rules hold for hits too
+    entry = await _lookup(exchange, raw)
+    if entry is not None:
+        return await _replay(exchange, entry, send)
     reservation, candidates = await reserve(exchange.snapshot, candidates, body, len(raw))
     try:
         wire, response = await _open(exchange, candidates, body)

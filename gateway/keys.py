@@ -37,6 +37,7 @@ class KeySnapshot:
     mode: str
     caching_enabled: bool
     cache_duration_seconds: int
+    cache_version: int
     org_id: str
     org_active: bool
     credits: Decimal
@@ -85,6 +86,7 @@ def load_snapshot(token_hash: str) -> KeySnapshot | None:
         mode=project.mode,
         caching_enabled=project.caching_enabled,
         cache_duration_seconds=project.cache_duration_seconds,
+        cache_version=project.cache_version,
         org_id=org.id,
         org_active=org.status == org.Status.ACTIVE,
         credits=org.credits,

@@ -136,7 +136,9 @@ class GatewayApp:
 
     async def chat_completions(self, scope, receive, send, request_id: str) -> None:
         snapshot = _check_access(await self._snapshot(scope))
-        exchange = chat.Exchange(snapshot=snapshot, request_id=request_id)
+        exchange = chat.Exchange(
+            snapshot=snapshot, request_id=request_id, no_cache=(http.header(scope, b"x-no-cache") or "").lower() == "true"
+        )
         task = asyncio.current_task()
         watchers: list[asyncio.Task] = []
         entry = (task, exchange)
@@ -182,7 +184,7 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                if exchange.cancel_reason is None and not task.done():
+                if exchange.cancel_reason is None and not exchange.finished and not task.done():
                     exchange.cancel_reason = "client"
                     task.cancel()
                 return

@@ -128,6 +128,8 @@ class Project(models.Model):
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.HYBRID)
     caching_enabled = models.BooleanField(default=False)
     cache_duration_seconds = models.PositiveIntegerField(default=60)
+    # Part of every response cache key: bumping it makes all stored answers unreachable.
+    cache_version = models.PositiveIntegerField(default=1, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

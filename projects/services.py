@@ -256,9 +256,12 @@ def project_update(*, project: Project, **changes) -> Project:
     unknown = set(changes) - set(_PROJECT_CHECKS) - {"status"}
     if unknown:
         raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
+    before = (project.caching_enabled, project.cache_duration_seconds)
     for field, check in _PROJECT_CHECKS.items():
         if field in changes:
             setattr(project, field, check(changes[field]))
+    if (project.caching_enabled, project.cache_duration_seconds) != before:
+        project.cache_version += 1  # answers stored under the old settings are gone at once
     if "status" in changes:
         status = changes["status"]
         if status not in Project.Status.values:

@@ -43,6 +43,10 @@ class UsageLog(models.Model):
     has_error = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
     canceled = models.BooleanField(default=False)
+    # Response cache: "hit", "miss", "skip" (x-no-cache) or "" when the project does not
+    # cache; a hit costs nothing and saved what the original answer cost.
+    cache_status = models.CharField(max_length=8, blank=True)
+    saved_cost = money_field()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -72,7 +72,7 @@ _LOG_FIELDS = [
     "id", "request_id", "project_id", "api_key_id", "requested_model", "used_model", "used_provider", "used_mode",
     "streamed", "cached", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "input_cost",
     "output_cost", "fee", "duration", "time_to_first_token", "finish_reason", "status_code", "has_error",
-    "error_message", "canceled",
+    "error_message", "canceled", "cache_status", "saved_cost",
 ]
 
 
