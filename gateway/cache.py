@@ -74,3 +74,78 @@ def response_cache():
     if _cache is None:
         _cache = RedisResponseCache() if settings.REDIS_URL else DatabaseResponseCache()
     return _cache
+
+
+# --- the sweep (Celery: gateway.tasks.expire_response_cache) -----------------------------------
+
+
+def _live_versions() -> dict[str, int]:
+    """project id → the cache version its entries must carry (caching projects only)."""
+    from projects.models import Project
+
+    return dict(Project.objects.filter(caching_enabled=True).values_list("id", "cache_version"))
+
+
+def _is_current(key: str, live: dict[str, int]) -> bool:
+    project_id, version = key[len(PREFIX):].split(":")[:2]
+    return live.get(project_id) == int(version)
+
+
+def _save_stats(stats: dict[str, list[int]], live: dict[str, int]) -> None:
+    from gateway.models import CacheStats
+
+    for project_id in live:
+        entries, size = stats.get(project_id, [0, 0])
+        CacheStats.objects.update_or_create(project_id=project_id, defaults={"entries": entries, "bytes": size})
+
+
+def sweep() -> int:
+    """Removes expired entries and those of deleted projects or changed settings, and
+    measures what each project's cache holds. Returns how many entries went."""
+    live = _live_versions()
+    removed = _sweep_redis(live) if settings.REDIS_URL else _sweep_table(live)
+    return removed
+
+
+def _sweep_table(live: dict[str, int]) -> int:
+    from django.db.models import Count, Sum
+
+    from gateway.models import CachedResponse
+
+    expired, _ = CachedResponse.objects.filter(expires_at__lte=datetime.now(timezone.utc)).delete()
+    stale = [k for k in CachedResponse.objects.values_list("key", flat=True).iterator() if not _is_current(k, live)]
+    for start in range(0, len(stale), 500):
+        CachedResponse.objects.filter(key__in=stale[start:start + 500]).delete()
+    totals = CachedResponse.objects.values("project_id").annotate(n=Count("key"), size=Sum("size"))
+    _save_stats({t["project_id"]: [t["n"], t["size"]] for t in totals}, live)
+    return expired + len(stale)
+
+
+def _sweep_redis(live: dict[str, int]) -> int:
+    from gateway.redis import sync_client
+
+    client = sync_client()
+    removed, stats = 0, {}
+    batch: list[bytes] = []
+
+    def measure(keys: list[bytes]) -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.strlen(key)
+        for key, size in zip(keys, pipe.execute()):
+            project_stats = stats.setdefault(key.decode()[len(PREFIX):].split(":")[0], [0, 0])
+            project_stats[0] += 1
+            project_stats[1] += size
+
+    for key in client.scan_iter(match=f"{PREFIX}*", count=1000):
+        if _is_current(key.decode(), live):
+            batch.append(key)
+            if len(batch) >= 1000:
+                measure(batch)
+                batch = []
+        else:
+            removed += client.unlink(key)
+    if batch:
+        measure(batch)
+    _save_stats(stats, live)
+    return removed

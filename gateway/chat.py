@@ -222,8 +222,9 @@ async def _answer_json(exchange: Exchange, wire, response, send) -> None:
     exchange.first_byte_at = time.monotonic()
     _price(exchange)
     payload = orjson.dumps(out)
+    # Marked before the last send: once it is out, the server reports the client gone.
+    exchange.response_started = exchange.finished = True
     await http.send_json(send, 200, payload, _response_headers(exchange))
-    exchange.response_started = True
     await _store(exchange, {"body": payload.decode()})
 
 
@@ -276,14 +277,15 @@ async def _answer_stream(exchange: Exchange, wire, response, send, include_usage
         exchange.finish_reason = translator.state.finish_reason
         for item in translator.finish():
             await _send_item(exchange, item, send)
-        await http.end_sse(send, DONE)
         exchange.finished = True
+        await http.end_sse(send, DONE)
         _price(exchange)
         await _store(exchange, {"events": exchange.stream_events})
     except (GatewayError, UpstreamFormatError) as e:
         error = e if isinstance(e, GatewayError) else GatewayError(502, f"The provider sent an unreadable event: {e}", "upstream_error")
         exchange.fail(error)
         exchange.usage = _streamed_usage(exchange, translator)
+        exchange.finished = True
         await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))
     except asyncio.CancelledError:
         exchange.usage = _streamed_usage(exchange, translator)
@@ -349,8 +351,10 @@ async def _replay(exchange: Exchange, entry: dict, send) -> None:
         await http.start_sse(send, headers)
         for payload in entry["events"]:
             await http.send_sse(send, payload.encode())
+        exchange.finished = True
         await http.end_sse(send, DONE)
     else:
+        exchange.finished = True
         await http.send_json(send, 200, entry["body"].encode(), headers)
 
 
@@ -389,8 +393,9 @@ async def handle(exchange: Exchange, raw: bytes, send, on_stream=None) -> None:
 async def error_during(exchange: Exchange, error: GatewayError, send) -> None:
     """An error before the answer started goes out as an HTTP error; after, as an SSE event."""
     exchange.fail(error)
+    already_finished, exchange.finished = exchange.finished, True
     if not exchange.response_started:
-        await http.send_error(send, error, _response_headers(exchange))
         exchange.response_started = True
-    elif exchange.stream:
+        await http.send_error(send, error, _response_headers(exchange))
+    elif exchange.stream and not already_finished:
         await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))

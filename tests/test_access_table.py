@@ -26,6 +26,7 @@ BY_QUERY_OR_BODY = {
         "body": {"organizationId": w["organization_id"], "provider": "openai", "token": "sk-x", "validate": False}
     },
     ("get", "/api/v1/logs"): lambda w: {"query": {"projectId": w["project_id"]}},
+    ("get", "/api/v1/usage"): lambda w: {"query": {"projectId": w["project_id"]}},
 }
 # Routes that concern only the caller and take no id of anyone's.
 OWN_ONLY = {

@@ -11,7 +11,8 @@ from projects import access
 from projects.models import Membership
 from usage import services
 from usage.models import UsageLog
-from usage.serializers import AlertIn, AlertOut, LogQuery, TransactionOut, UsageLogOut
+from usage.analytics import usage_summary
+from usage.serializers import AlertIn, AlertOut, LogQuery, TransactionOut, UsageLogOut, UsageQuery
 
 Role = Membership.Role
 
@@ -44,6 +45,20 @@ class LogListView(APIView):
             logs = logs.filter(created_at__lt=query["to"])
         rows, cursor = keyset_page(logs, cursor=query.get("cursor"), limit=query["limit"])
         return Response({"logs": UsageLogOut(rows, many=True).data, "nextCursor": cursor})
+
+
+class UsageView(APIView):
+    @extend_schema(
+        parameters=[UsageQuery],
+        responses={200: inline_serializer("Usage", {
+            "summary": serializers.DictField(), "daily": serializers.ListField(child=serializers.DictField()),
+            "byModel": serializers.ListField(child=serializers.DictField()),
+        })},
+    )
+    def get(self, request):
+        query = parse_query(UsageQuery, request)
+        project = access.project_for(request.user, query["projectId"])
+        return Response(usage_summary(project=project, days=query["days"]))
 
 
 class TransactionListView(APIView):

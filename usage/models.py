@@ -110,3 +110,48 @@ class SpendAlert(models.Model):
 
     def __str__(self):
         return f"{self.threshold_usd} USD per {self.period}"
+
+
+# Duration histogram bucket upper bounds (ms); the last bucket is everything above.
+DURATION_BUCKETS = [5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,
+                    10_000, 15_000, 20_000, 30_000, 60_000, 120_000]
+
+
+class DailyUsage(models.Model):
+    """Per project, day (UTC), key, model and provider: what analytics read instead of raw logs.
+    Kept up to date in the same transaction that inserts the log rows."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="daily_usage")
+    day = models.DateField()
+    api_key_id = models.CharField(max_length=40, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    cache_misses = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = money_field()
+    saved_cost = money_field()
+    duration_histogram = models.JSONField(default=list)  # counts per DURATION_BUCKETS (+1 overflow)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "day", "api_key_id", "model", "provider"], name="one_rollup_per_group")
+        ]
+        indexes = [models.Index(fields=["project", "day"], name="rollup_project_day")]
+
+
+class AlertNotice(models.Model):
+    """A spending alert that fired: once per alert and period, shown in the dashboard."""
+
+    alert = models.ForeignKey(SpendAlert, on_delete=models.CASCADE, related_name="notices")
+    period_start = models.DateField()
+    spend = money_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+    emailed = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["alert", "period_start"], name="one_notice_per_period")]
+        ordering = ["-created_at"]

@@ -63,6 +63,11 @@ class AlertIn(StrictSerializer):
     projectId = serializers.CharField(max_length=40, required=False, allow_null=True, default=None)
 
 
+class UsageQuery(serializers.Serializer):
+    projectId = serializers.CharField(max_length=40)
+    days = serializers.IntegerField(required=False, min_value=1, max_value=366, default=30)
+
+
 class LogQuery(PageQuery):
     projectId = serializers.CharField(max_length=40)
     apiKeyId = serializers.CharField(max_length=40, required=False)

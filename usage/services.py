@@ -5,11 +5,13 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from gateway import events
 from gateway.errors import ValidationFailed
+from gateway.money import format_money
 from projects.models import Organization, Project, User
+from usage import rollups
 from usage.models import CreditTransaction, SpendAlert, UsageLog
 
 
@@ -124,7 +126,9 @@ def usage_ingest(*, records: list[dict]) -> int:
     if not fresh:
         return 0
     live = set(Project.objects.filter(pk__in={r["project_id"] for r in fresh}).values_list("pk", flat=True))
-    UsageLog.objects.bulk_create([_log_row(r) for r in fresh if r["project_id"] in live], batch_size=500)
+    kept = [r for r in fresh if r["project_id"] in live]
+    UsageLog.objects.bulk_create([_log_row(r) for r in kept], batch_size=500)
+    rollups.add_records(kept)
 
     per_key: dict[str, Decimal] = defaultdict(Decimal)
     per_org: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
@@ -144,3 +148,112 @@ def usage_ingest(*, records: list[dict]) -> int:
         _debit_credits(org_id, *per_org[org_id])
     _disable_keys_at_limit(list(per_key))
     return len(fresh)
+
+
+# --- reconciliation and alerts (Celery tasks call these) ------------------------------------
+
+
+def usage_reconcile() -> dict:
+    """Brings key usage and organization credits back to what the records say, disables keys
+    at their limit and re-enables keys whose limit was raised. Safe to run any time."""
+    fixed = {"keys": _reconcile_keys(), "organizations": _reconcile_organizations(), "enabled": 0}
+    from apikeys.models import ApiKey
+
+    _disable_keys_at_limit(list(ApiKey.objects.filter(status=ApiKey.Status.ACTIVE).values_list("id", flat=True)))
+    raised = ApiKey.objects.filter(
+        status=ApiKey.Status.INACTIVE, disabled_reason=ApiKey.DisabledReason.USAGE_LIMIT
+    ).filter(Q(usage_limit__isnull=True) | Q(usage__lt=F("usage_limit")))
+    for key in raised.select_related("project"):
+        ApiKey.objects.filter(pk=key.pk).update(status=ApiKey.Status.ACTIVE, disabled_reason=None)
+        events.config_changed(key.project.organization_id)
+        fixed["enabled"] += 1
+    return fixed
+
+
+@transaction.atomic
+def _reconcile_keys() -> int:
+    """Key usage = the sum of its rollups. The keys are locked first: an ingest that is
+    mid-way either finished before (and is counted on both sides) or waits (on neither)."""
+    from django.db.models import Sum
+
+    from apikeys.models import ApiKey
+    from usage.models import DailyUsage
+
+    keys = list(ApiKey.objects.select_for_update().only("id", "usage"))
+    spent = dict(DailyUsage.objects.values("api_key_id").annotate(total=Sum("cost")).values_list("api_key_id", "total"))
+    fixed = 0
+    for key in keys:
+        expected = spent.get(key.id) or Decimal(0)
+        if key.usage != expected:
+            ApiKey.objects.filter(pk=key.pk).update(usage=expected)
+            fixed += 1
+    return fixed
+
+
+@transaction.atomic
+def _reconcile_organizations() -> int:
+    """Balance = the sum of the ledger; credits spent = its usage debits (same locking)."""
+    from django.db.models import Sum
+
+    organizations = list(Organization.objects.select_for_update().only("id", "credits", "credits_spent"))
+    ledger = CreditTransaction.objects.values("organization_id")
+    balances = dict(ledger.annotate(total=Sum("amount")).values_list("organization_id", "total"))
+    debits = dict(ledger.filter(kind=CreditTransaction.Kind.USAGE).annotate(total=Sum("amount")).values_list("organization_id", "total"))
+    fixed = 0
+    for organization in organizations:
+        balance = balances.get(organization.id) or Decimal(0)
+        spent_total = -(debits.get(organization.id) or Decimal(0))
+        if (organization.credits, organization.credits_spent) != (balance, spent_total):
+            Organization.objects.filter(pk=organization.pk).update(credits=balance, credits_spent=spent_total)
+            events.config_changed(organization.pk)
+            fixed += 1
+    return fixed
+
+
+def _period_start(period: str, today):
+    return today.replace(day=1) if period == SpendAlert.Period.MONTH else today
+
+
+def alerts_check(today=None) -> int:
+    """Fires each alert whose period's spend crossed its threshold: one notice and one email
+    per alert and period, however often this runs (an email that failed is sent next run)."""
+    from django.db import IntegrityError
+    from django.utils import timezone
+
+    from usage.analytics import spend_since
+    from usage.models import AlertNotice
+
+    today = today or timezone.now().date()
+    for alert in SpendAlert.objects.all():
+        start = _period_start(alert.period, today)
+        if AlertNotice.objects.filter(alert=alert, period_start=start).exists():
+            continue
+        spend = spend_since(organization_id=alert.organization_id, project_id=alert.project_id, since=start)
+        if spend >= alert.threshold_usd:
+            try:
+                with transaction.atomic():
+                    AlertNotice.objects.create(alert=alert, period_start=start, spend=spend)
+            except IntegrityError:
+                pass  # another run fired it
+    sent = 0
+    for notice in AlertNotice.objects.filter(emailed=False).select_related("alert__organization", "alert__project"):
+        _email_notice(notice)
+        sent += 1
+    return sent
+
+
+def _email_notice(notice) -> None:
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from usage.models import AlertNotice
+
+    alert = notice.alert
+    scope = f"project {alert.project.name}" if alert.project else f"organization {alert.organization.name}"
+    recipients = list(alert.organization.memberships.filter(role__in=["owner", "admin"]).values_list("user__email", flat=True))
+    send_mail(
+        subject=f"Spending alert: {scope} passed {format_money(alert.threshold_usd)} USD this {alert.period}",
+        message=f"Spend this {alert.period} (since {notice.period_start}): {format_money(notice.spend)} USD.",
+        from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=recipients,
+    )
+    AlertNotice.objects.filter(pk=notice.pk).update(emailed=True)

@@ -17,3 +17,27 @@ from usage import services
 def ingest_usage(self, records: list[dict]) -> int:
     """Inserts a batch of usage records; a record already stored is skipped."""
     return services.usage_ingest(records=records)
+
+
+@shared_task
+def reconcile_usage() -> dict:
+    """Key usage and credits from the records; keys at their limit off, raised ones back on."""
+    return services.usage_reconcile()
+
+
+@shared_task
+def rebuild_rollups(day: str | None = None) -> int:
+    """Recomputes a day's rollups from the raw logs (yesterday by default): a nightly repair."""
+    from datetime import date, timedelta
+
+    from django.utils import timezone
+
+    from usage.rollups import rebuild_day
+
+    target = date.fromisoformat(day) if day else timezone.now().date() - timedelta(days=1)
+    return rebuild_day(target)
+
+
+@shared_task
+def check_spend_alerts() -> int:
+    return services.alerts_check()

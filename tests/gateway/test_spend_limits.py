@@ -16,11 +16,12 @@ import httpx
 import orjson
 import pytest
 
+from apikeys import services as key_services
 from apikeys.models import ApiKey
 from gateway.catalog import BY_MODEL
 from gateway.pricing import from_nanos, output_cap, prompt_estimate, to_nanos, worst_case
 from projects import services
-from projects.models import Organization
+from projects.models import Organization, sha256_hex
 from tests.gateway.conftest import eventually
 from usage.models import CreditTransaction, UsageLog
 from usage.services import credits_add
@@ -56,14 +57,10 @@ def error_code(response) -> str | None:
 
 @pytest.fixture
 def own_openai_key(org):
-    from apikeys import services as key_services
-
     return key_services.provider_key_create(organization=org, provider="openai", token="sk-own-openai", validate=False)
 
 
 def _key(token: str) -> ApiKey:
-    from projects.models import sha256_hex
-
     return ApiKey.objects.get(token_hash=sha256_hex(token))
 
 

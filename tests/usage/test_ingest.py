@@ -1,0 +1,100 @@
+"""Usage ingestion: rows exactly once, and key usage, credits and rollups moving with them."""
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from apikeys.models import ApiKey
+from gateway.ids import make_id
+from projects import services as project_services
+from usage.models import CreditTransaction, DailyUsage, UsageLog
+from usage.services import credits_add, usage_ingest
+
+
+def record(project, key, *, cost="0.001", credits=False, **overrides) -> dict:
+    return {
+        "id": make_id("log"), "request_id": make_id("req"), "project_id": project.id,
+        "organization_id": project.organization_id, "api_key_id": key.id,
+        "created_at": datetime.now(timezone.utc).isoformat(), "requested_model": "gpt-4o-mini",
+        "used_model": "gpt-4o-mini", "used_provider": "openai", "used_mode": "credits" if credits else "api-keys",
+        "paid_with_credits": credits, "streamed": False, "cached": False, "prompt_tokens": 10,
+        "completion_tokens": 5, "total_tokens": 15, "cost": cost, "input_cost": cost, "output_cost": "0",
+        "fee": "0", "duration": 120, "time_to_first_token": 100, "finish_reason": "stop", "status_code": 200,
+        "has_error": False, "error_message": "", "canceled": False, "cache_status": "", "saved_cost": "0",
+        **overrides,
+    }
+
+
+def test_a_batch_becomes_rows_and_moves_key_usage(project, api_key):
+    batch = [record(project, api_key) for _ in range(3)]
+    assert usage_ingest(records=batch) == 3
+    api_key.refresh_from_db()
+    assert UsageLog.objects.filter(project=project).count() == 3
+    assert api_key.usage == Decimal("0.003")
+
+
+def test_the_same_batch_twice_stores_and_bills_once(project, api_key, org):
+    credits_add(organization=org, amount="1")
+    batch = [record(project, api_key, credits=True) for _ in range(4)]
+    usage_ingest(records=batch)
+    assert usage_ingest(records=batch) == 0
+    org.refresh_from_db()
+    api_key.refresh_from_db()
+    assert UsageLog.objects.count() == 4
+    assert api_key.usage == Decimal("0.004")
+    assert org.credits == Decimal("0.996") and org.credits_spent == Decimal("0.004")
+    debits = CreditTransaction.objects.filter(kind="usage")
+    assert sum(d.amount for d in debits) == Decimal("-0.004")
+
+
+def test_overlapping_batches_store_each_record_once(project, api_key):
+    records = [record(project, api_key) for _ in range(6)]
+    usage_ingest(records=records[:4])
+    usage_ingest(records=records[2:])
+    assert UsageLog.objects.count() == 6
+    api_key.refresh_from_db()
+    assert api_key.usage == Decimal("0.006")
+
+
+def test_a_repeated_request_id_is_still_two_rows(project, api_key):
+    first, second = record(project, api_key), record(project, api_key)
+    second["request_id"] = first["request_id"]  # a client reusing x-request-id
+    usage_ingest(records=[first, second])
+    assert UsageLog.objects.filter(request_id=first["request_id"]).count() == 2
+
+
+def test_a_deleted_projects_records_still_debit_credits_once(project, api_key, org):
+    credits_add(organization=org, amount="1")
+    batch = [record(project, api_key, credits=True, cost="0.25")]
+    project_services.project_delete(project=project)
+    usage_ingest(records=batch)
+    usage_ingest(records=batch)
+    org.refresh_from_db()
+    assert org.credits == Decimal("0.75")
+    assert not UsageLog.objects.exists()
+
+
+def test_a_key_reaching_its_limit_is_disabled_for_usage_limit(project, api_key):
+    ApiKey.objects.filter(pk=api_key.pk).update(usage_limit=Decimal("0.002"))
+    usage_ingest(records=[record(project, api_key), record(project, api_key)])
+    api_key.refresh_from_db()
+    assert (api_key.status, api_key.disabled_reason) == ("inactive", "usage_limit")
+
+
+def test_rollups_add_up_to_the_rows(project, api_key):
+    usage_ingest(records=[record(project, api_key, duration=40), record(project, api_key, has_error=True, status_code=502, cost="0")])
+    usage_ingest(records=[record(project, api_key, cache_status="hit", cost="0", saved_cost="0.001", cached=True)])
+    row = DailyUsage.objects.get(project=project)
+    assert (row.requests, row.errors, row.cache_hits, row.prompt_tokens) == (3, 1, 1, 30)
+    assert row.cost == Decimal("0.001") and row.saved_cost == Decimal("0.001")
+    assert sum(row.duration_histogram) == 3
+
+
+@pytest.mark.parametrize("field", ["id", "project_id", "cost"])
+def test_a_malformed_record_fails_the_batch_and_stores_nothing(project, api_key, field):
+    bad = record(project, api_key)
+    del bad[field]
+    with pytest.raises(KeyError):
+        usage_ingest(records=[record(project, api_key), bad])
+    assert not UsageLog.objects.exists()
