@@ -204,8 +204,14 @@ if CELERY_BROKER_URL == "filesystem://":
         if _data_dir_writable():
             (_broker_dir / _d).mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL.startswith("redis"):
-    # A task a killed worker held comes back after this long (it is safe to run twice).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 60)}
+    # A task a killed worker held comes back after this long (it is safe to run twice);
+    # the sweep that brings it back runs every few seconds instead of kombu's 100.
+    _visibility = env_int("CELERY_VISIBILITY_TIMEOUT", 60)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _visibility,
+        "unacked_restore_interval": min(10, _visibility),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -75,10 +75,9 @@ class LogQuery(PageQuery):
     provider = serializers.CharField(max_length=64, required=False)
     cached = serializers.BooleanField(required=False, allow_null=True, default=None)
     hasError = serializers.BooleanField(required=False, allow_null=True, default=None)
-    # `from` is a Python keyword; the field is renamed in __init__.
-    from_ = serializers.DateTimeField(required=False)
     to = serializers.DateTimeField(required=False)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["from"] = self.fields.pop("from_")
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = serializers.DateTimeField(required=False)  # a Python keyword: no attribute
+        return fields
