@@ -5,6 +5,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Q
 
 from usage.models import DURATION_BUCKETS, DailyUsage, UsageLog
@@ -85,6 +86,7 @@ def _merge(groups: dict[tuple, "_Sums"]) -> None:
         row.save()
 
 
+@transaction.atomic
 def rebuild_day(day: date) -> int:
     """Recomputes one day's rows from the raw logs: the repair for any drift. Idempotent."""
     logs = UsageLog.objects.filter(Q(created_at__date=day)).values_list(

@@ -146,3 +146,12 @@ def test_yesterday_is_the_default_day_to_rebuild(project, api_key):
     assert tasks.rebuild_rollups() == 1
     assert DailyUsage.objects.get().day == yesterday.date()
     assert isinstance(DailyUsage.objects.get().day, date)
+
+
+def test_tasks_run_outside_a_transaction_as_the_worker_runs_them(transactional_db, project, api_key, org):
+    usage_ingest(records=[record(project, api_key)])
+    alert_create(organization=org, threshold_usd="0.0001", period="day")
+    assert tasks.rebuild_rollups(datetime.now(timezone.utc).date().isoformat()) == 1
+    assert tasks.reconcile_usage()["keys"] == 0
+    assert tasks.check_spend_alerts() == 1
+    assert gateway_tasks.expire_response_cache() == 0
