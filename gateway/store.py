@@ -12,6 +12,7 @@ Two implementations: Redis (atomic Lua scripts; shared by every gateway process)
 REDIS_URL is set, and process memory on the embedded default (one web process).
 """
 
+import asyncio
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -100,35 +101,74 @@ return 0
 """
 
 
+class _Pipeliner:
+    """Runs Lua scripts for many requests in one round trip: calls made in the same turn of
+    the event loop go out together as one pipeline. Under load that is one write and one
+    read for a dozen requests instead of a dozen of each."""
+
+    def __init__(self):
+        self._pending: list[tuple[str, str, list, asyncio.Future]] = []
+        self._sha: dict[str, str] = {}
+
+    async def run(self, source: str, keys: list[str], args: list) -> int:
+        future = asyncio.get_running_loop().create_future()
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+        self._pending.append((source, keys, args, future))
+        return await future
+
+    async def _flush(self) -> None:
+        from gateway.redis import async_client
+
+        batch, self._pending = self._pending, []
+        client = async_client()
+        try:
+            for source in {source for source, *_ in batch} - set(self._sha):
+                self._sha[source] = await client.script_load(source)
+            pipe = client.pipeline(transaction=False)
+            for source, keys, args, _ in batch:
+                pipe.evalsha(self._sha[source], len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as e:  # Redis unreachable: every caller of this batch hears it
+            self._sha.clear()
+            results = [e] * len(batch)
+        for (_, _, _, future), result in zip(batch, results):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                if "NOSCRIPT" in str(result):
+                    self._sha.clear()  # Redis restarted and forgot the scripts: load again next time
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
 class RedisStore:
     PREFIX = "llmgw:spend:"
 
     def __init__(self):
-        self._scripts: dict = {}
+        self._pipeliners: dict = {}
 
     def _keys(self, account: Account) -> list[str]:
         p = self.PREFIX
         return [f"{p}usage:{account.key_id}", f"{p}res:{account.key_id}", f"{p}spent:{account.org_id}", f"{p}cres:{account.org_id}"]
 
-    def _script(self, source: str):
-        from gateway.redis import async_client
-
-        client = async_client()
-        cache_key = (id(client), source)
-        if cache_key not in self._scripts:
-            self._scripts[cache_key] = client.register_script(source)
-        return self._scripts[cache_key]
+    def _pipeliner(self) -> _Pipeliner:
+        loop = asyncio.get_running_loop()
+        if loop not in self._pipeliners:
+            self._pipeliners[loop] = _Pipeliner()
+        return self._pipeliners[loop]
 
     async def reserve(self, account: Account, amount: int) -> int:
         limit = -1 if account.key_limit is None else account.key_limit
         credited = -1 if account.org_credited is None else account.org_credited
         args = [amount, limit, account.key_usage, credited, account.org_spent]
-        return int(await self._script(_RESERVE)(keys=self._keys(account), args=args))
+        return int(await self._pipeliner().run(_RESERVE, self._keys(account), args))
 
     async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int) -> None:
         credits_reserved = reserved if account.org_credited is not None else 0
         args = [reserved, actual, account.key_usage, credits_reserved, credits_actual, account.org_spent]
-        await self._script(_SETTLE)(keys=self._keys(account), args=args)
+        await self._pipeliner().run(_SETTLE, self._keys(account), args)
 
 
 _store = None

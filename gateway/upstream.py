@@ -88,11 +88,9 @@ def _failure_for_status(status: int, message: str, retry_after: str | None) -> U
 async def open_response(call: UpstreamCall, wire: WireFormat, token: str) -> aiohttp.ClientResponse:
     """The provider's response once its headers arrived with a 2xx status."""
     try:
-        response = await asyncio.wait_for(
-            session().post(call.url, data=call.body, headers=call.headers, allow_redirects=False),
-            timeout=settings.UPSTREAM_FIRST_BYTE_TIMEOUT,
-        )
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(settings.UPSTREAM_FIRST_BYTE_TIMEOUT):
+            response = await session().post(call.url, data=call.body, headers=call.headers, allow_redirects=False)
+    except TimeoutError:
         raise UpstreamFailure(GatewayError(504, "The provider did not answer in time.", "upstream_timeout"), retryable=True) from None
     except (aiohttp.ClientError, OSError, socket.gaierror) as e:
         raise UpstreamFailure(
@@ -101,9 +99,10 @@ async def open_response(call: UpstreamCall, wire: WireFormat, token: str) -> aio
     if 200 <= response.status < 300:
         return response
     try:
-        raw = await asyncio.wait_for(response.content.read(64 * 1024), timeout=settings.UPSTREAM_IDLE_TIMEOUT)
+        async with asyncio.timeout(settings.UPSTREAM_IDLE_TIMEOUT):
+            raw = await response.content.read(64 * 1024)
         data = orjson.loads(raw) if raw else None
-    except (orjson.JSONDecodeError, asyncio.TimeoutError, aiohttp.ClientError):
+    except (orjson.JSONDecodeError, TimeoutError, aiohttp.ClientError):
         data = None
     finally:
         response.release()
@@ -115,8 +114,9 @@ async def read_json(response: aiohttp.ClientResponse, token: str):
     """The whole body of a non-streaming answer, capped, as parsed JSON."""
     limit = settings.UPSTREAM_MAX_RESPONSE_BYTES
     try:
-        raw = await asyncio.wait_for(response.content.read(limit + 1), timeout=settings.UPSTREAM_IDLE_TIMEOUT)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(settings.UPSTREAM_IDLE_TIMEOUT):
+            raw = await response.content.read(limit + 1)
+    except TimeoutError:
         raise GatewayError(504, "The provider stopped answering.", "upstream_timeout") from None
     except aiohttp.ClientError:
         raise GatewayError(502, "The provider's connection broke.", "upstream_error") from None
@@ -133,8 +133,9 @@ async def read_json(response: aiohttp.ClientResponse, token: str):
 async def read_chunk(response: aiohttp.ClientResponse) -> bytes:
     """The next bytes of a stream (b"" at its end), within the idle timeout."""
     try:
-        return await asyncio.wait_for(response.content.readany(), timeout=settings.UPSTREAM_IDLE_TIMEOUT)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(settings.UPSTREAM_IDLE_TIMEOUT):
+            return await response.content.readany()
+    except TimeoutError:
         raise GatewayError(504, "The provider went silent mid-stream.", "upstream_timeout") from None
     except (aiohttp.ClientError, OSError):
         raise GatewayError(502, "The provider's connection broke mid-stream.", "upstream_error") from None

@@ -8,6 +8,8 @@ cannot be sent stays buffered and is tried again.
 import asyncio
 import logging
 
+import orjson
+
 from django.conf import settings
 
 log = logging.getLogger(__name__)
@@ -49,4 +51,5 @@ class UsageLogBuffer:
 def _send(batch: list[dict]) -> None:
     from usage.tasks import ingest_usage
 
-    ingest_usage.apply_async(args=[batch], retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+    # One string argument: orjson encodes the batch far faster than kombu's json would.
+    ingest_usage.apply_async(args=[orjson.dumps(batch).decode()], retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})

@@ -54,28 +54,32 @@ def _check_message(index: int, message) -> None:
         raise _bad(f"{param}.tool_call_id", "is required for tool messages")
 
 
+# Optional parameters: (name, check, what the check wants). Built once, not per request.
+_OPTIONAL = [
+    ("stream", lambda v: isinstance(v, bool), "must be a boolean"),
+    ("stream_options", lambda v: isinstance(v, dict), "must be an object"),
+    ("max_tokens", lambda v: _is_int(v) and v >= 1, "must be a positive integer"),
+    ("max_completion_tokens", lambda v: _is_int(v) and v >= 1, "must be a positive integer"),
+    ("temperature", lambda v: _is_number(v) and 0 <= v <= 2, "must be a number from 0 to 2"),
+    ("top_p", lambda v: _is_number(v) and 0 <= v <= 1, "must be a number from 0 to 1"),
+    ("n", lambda v: _is_int(v) and 1 <= v <= 128, "must be an integer from 1 to 128"),
+    ("seed", _is_int, "must be an integer"),
+    ("user", lambda v: isinstance(v, str), "must be a string"),
+    ("stop", lambda v: isinstance(v, str) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(s, str) for s in v)),
+     "must be a string or a list of up to 4 strings"),
+    ("tools", lambda v: isinstance(v, list) and all(
+        isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str) for t in v
+    ), "must be a list of function tools, each with function.name"),
+    ("tool_choice", lambda v: v in ("none", "auto", "required") or isinstance(v, dict),
+     "must be none, auto, required or a named function"),
+    ("response_format", lambda v: isinstance(v, dict) and isinstance(v.get("type"), str), "must be an object with a type"),
+]
+
+
 def _check_optional(body: dict) -> None:
-    checks = [
-        ("stream", lambda v: isinstance(v, bool), "must be a boolean"),
-        ("stream_options", lambda v: isinstance(v, dict), "must be an object"),
-        ("max_tokens", lambda v: _is_int(v) and v >= 1, "must be a positive integer"),
-        ("max_completion_tokens", lambda v: _is_int(v) and v >= 1, "must be a positive integer"),
-        ("temperature", lambda v: _is_number(v) and 0 <= v <= 2, "must be a number from 0 to 2"),
-        ("top_p", lambda v: _is_number(v) and 0 <= v <= 1, "must be a number from 0 to 1"),
-        ("n", lambda v: _is_int(v) and 1 <= v <= 128, "must be an integer from 1 to 128"),
-        ("seed", _is_int, "must be an integer"),
-        ("user", lambda v: isinstance(v, str), "must be a string"),
-        ("stop", lambda v: isinstance(v, str) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(s, str) for s in v)),
-         "must be a string or a list of up to 4 strings"),
-        ("tools", lambda v: isinstance(v, list) and all(
-            isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str) for t in v
-        ), "must be a list of function tools, each with function.name"),
-        ("tool_choice", lambda v: v in ("none", "auto", "required") or isinstance(v, dict),
-         "must be none, auto, required or a named function"),
-        ("response_format", lambda v: isinstance(v, dict) and isinstance(v.get("type"), str), "must be an object with a type"),
-    ]
-    for name, ok, message in checks:
-        if body.get(name) is not None and not ok(body[name]):
+    for name, ok, message in _OPTIONAL:
+        value = body.get(name)
+        if value is not None and not ok(value):
             raise _bad(name, message)
 
 

@@ -1,5 +1,6 @@
 """Celery tasks of usage: each takes plain data or ids, and is safe to run twice."""
 
+import orjson
 from celery import shared_task
 from django.db import DatabaseError
 
@@ -14,8 +15,11 @@ from usage import services
     retry_backoff_max=30,
     max_retries=None,  # the database coming back is worth waiting for: the records are the bill
 )
-def ingest_usage(self, records: list[dict]) -> int:
-    """Inserts a batch of usage records; a record already stored is skipped."""
+def ingest_usage(self, records: list[dict] | str) -> int:
+    """Inserts a batch of usage records (a list, or the gateway's JSON text of one); a record
+    already stored is skipped."""
+    if isinstance(records, str):
+        records = orjson.loads(records)
     return services.usage_ingest(records=records)
 
 

@@ -1,0 +1,253 @@
+"""The gateway benchmark: each case direct to the fake upstream and through the gateway, in
+one run, on the production configuration (PostgreSQL, Redis, a Celery worker,
+WEB_CONCURRENCY=2, a real API key with a usage limit and an IAM rule, logging on).
+
+    make bench          # or: .venv/bin/python bench/run.py
+
+Needs PostgreSQL and Redis on 127.0.0.1 (as CI has them) and `wrk` (Debian package).
+Writes the table to stdout and to bench/results/latest.md.
+"""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DB = os.environ.get("BENCH_DB", "llmgateway_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+BODY = '{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
+STREAM_BODY = BODY[:-1] + ',"stream":true}'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class System:
+    """The fake upstream, the gateway (2 workers) and a Celery worker, as subprocesses."""
+
+    def __init__(self):
+        self.data_dir = tempfile.mkdtemp(prefix="llmgw-bench-")
+        self.upstream_port, self.gateway_port = free_port(), free_port()
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "gateway.settings",
+            "DATA_DIR": self.data_dir,
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+            "REDIS_URL": REDIS_URL,
+            "WEB_CONCURRENCY": "2",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{self.upstream_port}/v1",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, *args, log: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=self.env, stdout=open(Path(self.data_dir) / log, "w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def setup(self) -> str:
+        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], stderr=subprocess.DEVNULL)
+        subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
+        subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], stdout=subprocess.DEVNULL, check=True)
+        self.start(str(BIN / "python"), "bench/upstream.py", str(self.upstream_port), log="upstream.log")
+        self.worker = self.start(str(BIN / "celery"), "-A", "gateway", "worker", "--concurrency=1", "--loglevel=WARNING",
+                                 "--without-gossip", "--without-mingle", log="worker.log")
+        self.gateway = self.start(
+            str(BIN / "uvicorn"), "gateway.asgi:application", "--host", "127.0.0.1", "--port", str(self.gateway_port),
+            "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on",
+            "--log-level", "warning", "--backlog", "4096", log="gateway.log",
+        )
+        wait_port(self.upstream_port)
+        wait_port(self.gateway_port)
+        return self.make_key()
+
+    def make_key(self) -> str:
+        script = """
+import django; django.setup()
+from apikeys import services as keys
+from projects import services
+user, org = services.user_signup(email=f"bench{__import__('time').time_ns()}@example.com", password="a long enough password")
+project = services.project_create(organization=org, name="Bench", mode="api-keys")
+keys.provider_key_create(organization=org, provider="openai", token="sk-bench-upstream", validate=False)
+token, key = keys.api_key_create(project=project, description="bench", usage_limit=1000000)
+keys.iam_rule_create(api_key=key, rule_type="allow_providers", rule_value={"providers": ["openai"]})
+print(token, key.id, project.id)
+"""
+        out = subprocess.run([str(BIN / "python"), "-c", script], cwd=ROOT, env=self.env, check=True,
+                             capture_output=True, text=True).stdout.split()
+        self.key_id, self.project_id = out[1], out[2]
+        return out[0]
+
+    def worker_pids(self) -> list[int]:
+        """The gateway's worker processes (children of uvicorn's supervisor)."""
+        children = Path(f"/proc/{self.gateway.pid}/task/{self.gateway.pid}/children").read_text().split()
+        return [int(pid) for pid in children if "multiprocessing.resource_tracker" not in _cmdline(int(pid))]
+
+    def peak_rss_mb(self) -> list[float]:
+        peaks = []
+        for pid in self.worker_pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            peaks.append(int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024)
+        return peaks
+
+    def rss_mb(self) -> list[float]:
+        values = []
+        for pid in self.worker_pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            values.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
+        return values
+
+    def log_rows(self) -> tuple[int, int]:
+        """(rows, distinct ids) of the bench key's usage log."""
+        sql = f"SELECT count(*), count(DISTINCT id) FROM usage_usagelog WHERE api_key_id = '{self.key_id}'"
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DB, "-tAc", sql],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        rows, distinct = out.split("|")
+        return int(rows), int(distinct)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return ""
+
+
+def wrk(url: str, body: str, key: str | None, connections: int, seconds: int = DURATION) -> dict:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    script.unlink()
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0,
+        "socket_errors": sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)),
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+async def open_streams(url: str, key: str, count: int) -> dict:
+    """`count` streams at once, each 10 s long: errors and time to first byte."""
+    import aiohttp
+
+    ttfb, errors = [], 0
+    connector = aiohttp.TCPConnector(limit=0)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def one():
+            nonlocal errors
+            start = time.perf_counter()
+            try:
+                async with session.post(url, data=STREAM_BODY, headers=headers) as response:
+                    first = await response.content.readany()
+                    ttfb.append((time.perf_counter() - start) * 1000)
+                    body = first + await response.read()
+                    if response.status != 200 or b"[DONE]" not in body:
+                        errors += 1
+            except Exception:
+                errors += 1
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    ttfb.sort()
+    return {"errors": errors, "ttfb_p99": ttfb[int(len(ttfb) * 0.99) - 1] if ttfb else None, "done": len(ttfb)}
+
+
+def serve() -> None:
+    """Starts the system and waits: for profiling by hand (`python bench/run.py serve`)."""
+    system = System()
+    try:
+        key = system.setup()
+        print(f"gateway http://127.0.0.1:{system.gateway_port}  upstream http://127.0.0.1:{system.upstream_port}")
+        print(f"key {key}  gateway pid {system.gateway.pid}", flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        system.stop()
+
+
+def main() -> None:
+    system = System()
+    rows = []
+    try:
+        key = system.setup()
+        direct = f"http://127.0.0.1:{system.upstream_port}/v1/chat/completions"
+        through = f"http://127.0.0.1:{system.gateway_port}/v1/chat/completions"
+        wrk(through, BODY, key, 8, seconds=3)  # warm up: keys, pools, connections
+        cases = [
+            ("non-streaming, concurrency 1", BODY, 1),
+            ("non-streaming, concurrency 32", BODY, 32),
+            ("streaming, concurrency 32", STREAM_BODY, 32),
+        ]
+        for name, body, connections in cases:
+            rows.append((name, wrk(direct, body, None, connections), wrk(through, body, key, connections)))
+        report = render(rows, system)
+        print(report)
+    finally:
+        system.stop()
+
+
+def render(rows, system) -> str:
+    lines = ["| case | direct RPS | direct p50 ms | direct p99 ms | gateway RPS | gateway p50 ms | gateway p99 ms | added p50 ms | errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, d, g in rows:
+        lines.append(f"| {name} | {d['rps']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} | {g['rps']:.0f} | {g['p50']:.2f} | "
+                     f"{g['p99']:.2f} | {g['p50'] - d['p50']:.2f} | {g['errors'] + g['socket_errors']} |")
+    lines.append(f"\npeak RSS per gateway worker: {', '.join(f'{m:.0f} MB' for m in system.peak_rss_mb())}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    serve() if sys.argv[1:] == ["serve"] else main()
