@@ -61,6 +61,7 @@ class System:
             "WEB_CONCURRENCY": "2",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{self.upstream_port}/v1",
             "LOG_LEVEL": "WARNING",
+            "ALLOW_PRIVATE_PROVIDER_URLS": "true",  # the slow-stream upstream is a custom provider on loopback
         }
         self.processes: list[subprocess.Popen] = []
 
@@ -89,20 +90,30 @@ class System:
         return self.make_key()
 
     def make_key(self) -> str:
-        script = """
+        """An organization with an OpenAI key and a custom provider for the slow streams; a
+        project with a limited, IAM-ruled API key; a caching project with another key."""
+        script = f"""
 import django; django.setup()
 from apikeys import services as keys
 from projects import services
-user, org = services.user_signup(email=f"bench{__import__('time').time_ns()}@example.com", password="a long enough password")
+user, org = services.user_signup(email=f"bench{{__import__('time').time_ns()}}@example.com", password="a long enough password")
+services.organization_update(organization=org, name="Bench")
+org.project_limit = 50; org.save()
 project = services.project_create(organization=org, name="Bench", mode="api-keys")
+cached = services.project_create(organization=org, name="Bench cached", mode="api-keys", caching_enabled=True, cache_duration_seconds=3600)
 keys.provider_key_create(organization=org, provider="openai", token="sk-bench-upstream", validate=False)
+keys.provider_key_create(organization=org, provider="custom", name="slow", token="sk-bench-slow",
+                         base_url="http://127.0.0.1:{self.upstream_port}/slow/v1", validate=False)
 token, key = keys.api_key_create(project=project, description="bench", usage_limit=1000000)
-keys.iam_rule_create(api_key=key, rule_type="allow_providers", rule_value={"providers": ["openai"]})
-print(token, key.id, project.id)
+keys.iam_rule_create(api_key=key, rule_type="allow_providers", rule_value={{"providers": ["openai", "slow"]}})
+cache_token, cache_key = keys.api_key_create(project=cached, description="bench cache", usage_limit=1000000)
+pipe_token, pipe_key = keys.api_key_create(project=project, description="bench pipeline", usage_limit=1000000)
+print(token, key.id, cache_token, cache_key.id, pipe_token, pipe_key.id)
 """
         out = subprocess.run([str(BIN / "python"), "-c", script], cwd=ROOT, env=self.env, check=True,
                              capture_output=True, text=True).stdout.split()
-        self.key_id, self.project_id = out[1], out[2]
+        self.key_id, self.cache_token, self.cache_key_id = out[1], out[2], out[3]
+        self.pipeline_token, self.pipeline_key_id = out[4], out[5]
         return out[0]
 
     def worker_pids(self) -> list[int]:
@@ -124,9 +135,9 @@ print(token, key.id, project.id)
             values.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
         return values
 
-    def log_rows(self) -> tuple[int, int]:
-        """(rows, distinct ids) of the bench key's usage log."""
-        sql = f"SELECT count(*), count(DISTINCT id) FROM usage_usagelog WHERE api_key_id = '{self.key_id}'"
+    def log_rows(self, key_id: str) -> tuple[int, int]:
+        """(rows, distinct request ids) of a key's usage log."""
+        sql = f"SELECT count(*), count(DISTINCT request_id) FROM usage_usagelog WHERE api_key_id = '{key_id}'"
         out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DB, "-tAc", sql],
                              capture_output=True, text=True, check=True).stdout.strip()
         rows, distinct = out.split("|")
@@ -179,29 +190,36 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-async def open_streams(url: str, key: str, count: int) -> dict:
+SLOW_BODY = '{"model":"slow/gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],"stream":true}'
+
+
+async def open_streams(url: str, key: str | None, count: int, body: str) -> dict:
     """`count` streams at once, each 10 s long: errors and time to first byte."""
     import aiohttp
 
     ttfb, errors = [], 0
     connector = aiohttp.TCPConnector(limit=0)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
 
         async def one():
             nonlocal errors
             start = time.perf_counter()
             try:
-                async with session.post(url, data=STREAM_BODY, headers=headers) as response:
+                async with session.post(url, data=body, headers=headers) as response:
                     first = await response.content.readany()
                     ttfb.append((time.perf_counter() - start) * 1000)
-                    body = first + await response.read()
-                    if response.status != 200 or b"[DONE]" not in body:
+                    answer = first + await response.read()
+                    if response.status != 200 or b"[DONE]" not in answer:
                         errors += 1
-            except Exception:
+            except Exception as e:
                 errors += 1
+                kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
 
+        kinds: dict[str, int] = {}
         await asyncio.gather(*(one() for _ in range(count)))
+        if kinds:
+            print(f"stream errors: {kinds}", file=sys.stderr)
     ttfb.sort()
     return {"errors": errors, "ttfb_p99": ttfb[int(len(ttfb) * 0.99) - 1] if ttfb else None, "done": len(ttfb)}
 
@@ -213,39 +231,106 @@ def serve() -> None:
         key = system.setup()
         print(f"gateway http://127.0.0.1:{system.gateway_port}  upstream http://127.0.0.1:{system.upstream_port}")
         print(f"key {key}  gateway pid {system.gateway.pid}", flush=True)
+        # Blocked first, so that the signal wakes sigwait instead of killing us before cleanup.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         system.stop()
 
 
+def ab(url: str, body: str, key: str, requests: int, connections: int) -> int:
+    """Exactly `requests` requests (ApacheBench waits for every answer): the pipeline's count."""
+    body_file = Path(tempfile.mkstemp(suffix=".json")[1])
+    body_file.write_text(body)
+    out = subprocess.run(
+        ["ab", "-q", "-n", str(requests), "-c", str(connections), "-p", str(body_file), "-T", "application/json",
+         "-H", f"Authorization: Bearer {key}", url], capture_output=True, text=True, check=True,
+    ).stdout
+    body_file.unlink()
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx responses:\s+(\d+)", out)) else 0
+    return requests - failed - non2xx
+
+
+def pipeline_case(system: "System", url: str, requests: int = 20000) -> dict:
+    """Sends an exact number of requests with a key of its own, then waits for the usage log
+    to hold them all."""
+    key_id = system.pipeline_key_id
+    before, _ = system.log_rows(key_id)
+    started = time.monotonic()
+    ok = ab(url, BODY, system.pipeline_token, requests, 32)
+    sent_done = time.monotonic()
+    rows = before
+    deadline = sent_done + 120
+    while time.monotonic() < deadline:
+        rows, distinct = system.log_rows(key_id)
+        if rows - before >= requests:
+            break
+        time.sleep(0.2)
+    drained = time.monotonic()
+    time.sleep(2)  # anything delivered twice would land by now
+    rows, distinct = system.log_rows(key_id)
+    return {"requests": requests, "ok": ok, "rows": rows - before, "duplicates": rows - distinct,
+            "rows_per_s": (rows - before) / (drained - started), "lag_s": drained - sent_done}
+
+
 def main() -> None:
     system = System()
-    rows = []
     try:
         key = system.setup()
         direct = f"http://127.0.0.1:{system.upstream_port}/v1/chat/completions"
         through = f"http://127.0.0.1:{system.gateway_port}/v1/chat/completions"
         wrk(through, BODY, key, 8, seconds=3)  # warm up: keys, pools, connections
-        cases = [
+        rows = []
+        for name, body, connections in [
             ("non-streaming, concurrency 1", BODY, 1),
             ("non-streaming, concurrency 32", BODY, 32),
             ("streaming, concurrency 32", STREAM_BODY, 32),
-        ]
-        for name, body, connections in cases:
+        ]:
             rows.append((name, wrk(direct, body, None, connections), wrk(through, body, key, connections)))
-        report = render(rows, system)
+        wrk(through, BODY, system.cache_token, 1, seconds=1)  # the first call stores the answer
+        rows.append(("cache hits, concurrency 32", wrk(direct, BODY, None, 32), wrk(through, BODY, system.cache_token, 32)))
+        slow_direct = asyncio.run(open_streams(f"http://127.0.0.1:{system.upstream_port}/slow/v1/chat/completions", None, 1000, STREAM_BODY))
+        slow = asyncio.run(open_streams(through, key, 1000, SLOW_BODY))
+        pipeline = pipeline_case(system, through)
+        report = render(rows, system, slow_direct, slow, pipeline)
         print(report)
+        out = Path(__file__).parent / "results"
+        out.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        text = f"# Benchmark {stamp}\n\n{machine()}\n\n{report}\n"
+        (out / "latest.md").write_text(text)
     finally:
         system.stop()
 
 
-def render(rows, system) -> str:
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    return (f"{os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}, loopback; gateway: uvicorn "
+            f"(uvloop, httptools) with 2 workers, PostgreSQL, Redis, 1 Celery worker; load: wrk, ApacheBench, aiohttp")
+
+
+def render(rows, system, slow_direct, slow, pipeline) -> str:
     lines = ["| case | direct RPS | direct p50 ms | direct p99 ms | gateway RPS | gateway p50 ms | gateway p99 ms | added p50 ms | errors |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, d, g in rows:
         lines.append(f"| {name} | {d['rps']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} | {g['rps']:.0f} | {g['p50']:.2f} | "
                      f"{g['p99']:.2f} | {g['p50'] - d['p50']:.2f} | {g['errors'] + g['socket_errors']} |")
-    lines.append(f"\npeak RSS per gateway worker: {', '.join(f'{m:.0f} MB' for m in system.peak_rss_mb())}")
+    lines += [
+        "",
+        "| 1,000 concurrent 10 s streams | errors | completed | TTFB p99 ms |",
+        "|---|---|---|---|",
+        f"| direct | {slow_direct['errors']} | {slow_direct['done']} | {slow_direct['ttfb_p99']:.1f} |",
+        f"| through the gateway | {slow['errors']} | {slow['done']} | {slow['ttfb_p99']:.1f} |",
+        "",
+        f"peak RSS per gateway worker (whole run): {', '.join(f'{m:.0f} MB' for m in system.peak_rss_mb())}",
+        "",
+        "| usage-log pipeline | requests | answered 2xx | rows | duplicates | rows/s (send + drain) | drain after last answer s |",
+        "|---|---|---|---|---|---|---|",
+        f"| {pipeline['requests']} requests, concurrency 32 | {pipeline['requests']} | {pipeline['ok']} | {pipeline['rows']} | "
+        f"{pipeline['duplicates']} | {pipeline['rows_per_s']:.0f} | {pipeline['lag_s']:.1f} |",
+    ]
     return "\n".join(lines)
 
 

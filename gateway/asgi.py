@@ -1,5 +1,6 @@
 """The ASGI entry point: /v1 goes to the lean gateway app, everything else to Django."""
 
+import gc
 import os
 
 import django
@@ -19,6 +20,10 @@ async def _lifespan(receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # Everything loaded so far lives as long as the process: keeping it out of the
+            # collector's generations shortens the pauses that show up in tail latency.
+            gc.collect()
+            gc.freeze()
             gateway_app.ensure_started()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

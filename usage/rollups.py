@@ -2,12 +2,12 @@
 
 from bisect import bisect_left
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Q
 
+from projects.models import Project
 from usage.models import DURATION_BUCKETS, DailyUsage, UsageLog
 
 
@@ -86,20 +86,28 @@ def _merge(groups: dict[tuple, "_Sums"]) -> None:
         row.save()
 
 
+_REBUILD_FIELDS = (
+    "project_id", "created_at", "api_key_id", "used_model", "requested_model", "used_provider", "has_error",
+    "cache_status", "prompt_tokens", "completion_tokens", "cost", "saved_cost", "duration",
+)
+
+
 @transaction.atomic
 def rebuild_day(day: date) -> int:
     """Recomputes one day's rows from the raw logs: the repair for any drift. Idempotent."""
-    logs = UsageLog.objects.filter(Q(created_at__date=day)).values_list(
-        "project_id", "created_at", "api_key_id", "used_model", "requested_model", "used_provider", "has_error",
-        "cache_status", "prompt_tokens", "completion_tokens", "cost", "saved_cost", "duration",
-    )
+    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
     groups: dict[tuple, _Sums] = defaultdict(_Sums)
-    for (project_id, created_at, key_id, used_model, requested_model, provider, has_error, cache_status,
-         prompt, completion, cost, saved, duration) in logs.iterator(chunk_size=5000):
-        groups[_group(project_id, created_at, key_id, (used_model or requested_model)[:200], provider)].add(
-            has_error=has_error, cache_status=cache_status, prompt_tokens=prompt, completion_tokens=completion,
-            cost=cost, saved_cost=saved, duration=duration,
-        )
+    # Project by project, so that each scan runs on the (project, created_at) index.
+    for project_id in Project.objects.values_list("id", flat=True):
+        logs = UsageLog.objects.filter(
+            project_id=project_id, created_at__gte=start, created_at__lt=start + timedelta(days=1)
+        ).values_list(*_REBUILD_FIELDS)
+        for (project, created_at, key_id, used_model, requested_model, provider, has_error, cache_status,
+             prompt, completion, cost, saved, duration) in logs.iterator(chunk_size=5000):
+            groups[_group(project, created_at, key_id, (used_model or requested_model)[:200], provider)].add(
+                has_error=has_error, cache_status=cache_status, prompt_tokens=prompt, completion_tokens=completion,
+                cost=cost, saved_cost=saved, duration=duration,
+            )
     DailyUsage.objects.filter(day=day).delete()
     _merge(groups)
     return len(groups)
