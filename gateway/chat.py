@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import orjson
+from django.conf import settings
 
 from gateway import http, routing
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
@@ -142,11 +143,10 @@ async def reserve(snapshot: KeySnapshot, candidates: list[routing.Candidate], bo
     """Reserves the worst case of the request against the key's limit and, when credits may
     pay, the organization's credits. Without credits enough, the organization's own keys
     may still serve the request. Returns (reservation, the candidates it covers)."""
-    store = get_store()
     with_credits = any(c.paid_with_credits for c in candidates)
     account = _account(snapshot, with_credits)
     amount = _worst(candidates, body, size)
-    outcome = await store.reserve(account, amount)
+    outcome = await _reserve(account, amount)
     if outcome == INSUFFICIENT_CREDITS:
         own = [c for c in candidates if not c.paid_with_credits]
         if not own:
@@ -156,15 +156,30 @@ async def reserve(snapshot: KeySnapshot, candidates: list[routing.Candidate], bo
             )
         candidates, account = own, _account(snapshot, False)
         amount = _worst(own, body, size)
-        outcome = await store.reserve(account, amount)
+        outcome = await _reserve(account, amount)
     if outcome != OK:
         raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
     return Reservation(account, amount), candidates
 
 
+async def _reserve(account: Account, amount: int) -> int:
+    """Limits fail closed: when the store cannot be asked, nothing is spent."""
+    try:
+        return await get_store().reserve(account, amount)
+    except Exception:
+        log.warning("spend store unavailable; refusing the request", exc_info=True)
+        raise GatewayError(
+            503, "The gateway cannot check spend limits right now; nothing was spent. Try again shortly.",
+            "service_unavailable", headers={"Retry-After": "1"},
+        ) from None
+
+
 async def settle(reservation: Reservation, exchange: Exchange) -> None:
     credits = exchange.cost.nanos if exchange.candidate and exchange.candidate.paid_with_credits else 0
-    await get_store().settle(reservation.account, reservation.amount, exchange.cost.nanos, credits)
+    try:
+        await get_store().settle(reservation.account, reservation.amount, exchange.cost.nanos, credits)
+    except Exception:  # kept by the store and sent again; the usage record is the bill
+        log.warning("could not settle a reservation now; it will be retried", exc_info=True)
 
 
 def _price(exchange: Exchange) -> None:
@@ -231,8 +246,12 @@ async def _answer_json(exchange: Exchange, wire, response, send) -> None:
 async def _pump(exchange: Exchange, translator, response, send) -> None:
     """Upstream SSE → OpenAI chunks to the client, until the provider's stream ends."""
     decoder = SSEDecoder()
+    received = 0
     while True:
         chunk = await read_chunk(response)
+        received += len(chunk)
+        if received > settings.UPSTREAM_MAX_RESPONSE_BYTES:
+            raise GatewayError(502, "The provider's stream exceeded the size limit; it was cut.", "upstream_error")
         events = decoder.feed(chunk) if chunk else decoder.close()
         for event, data in events:
             for item in translator.feed(event, data):

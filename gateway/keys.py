@@ -6,15 +6,20 @@ its organization's configuration changed (gateway/events.py).
 """
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from gateway.iam import Rule
 from gateway.pricing import to_nanos
+
+log = logging.getLogger(__name__)
+STALE_RETRY_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,18 @@ class SnapshotCache:
         future = asyncio.get_running_loop().create_future()
         self._loading[token_hash] = future
         try:
-            snapshot = await sync_to_async(load_snapshot)(token_hash)
+            try:
+                snapshot = await sync_to_async(load_snapshot)(token_hash)
+            except DatabaseError:
+                if entry is None:
+                    raise
+                # The database is away: a key that was good a moment ago stays good, and
+                # the next reload is tried in a few seconds.
+                log.warning("database unavailable; serving a stale snapshot of a warm key")
+                snapshot = entry[0]
+                self._entries[token_hash] = (snapshot, time.monotonic() + STALE_RETRY_SECONDS)
+                future.set_result(snapshot)
+                return snapshot
             if snapshot is not None:
                 self._entries[token_hash] = (snapshot, time.monotonic() + self.ttl)
             future.set_result(snapshot)

@@ -148,6 +148,9 @@ class RedisStore:
 
     def __init__(self):
         self._pipeliners: dict = {}
+        # Settlements that could not reach Redis: sent again once it answers, so that a
+        # reservation is not held forever.
+        self._unsettled: list[tuple[list, list]] = []
 
     def _keys(self, account: Account) -> list[str]:
         p = self.PREFIX
@@ -163,12 +166,29 @@ class RedisStore:
         limit = -1 if account.key_limit is None else account.key_limit
         credited = -1 if account.org_credited is None else account.org_credited
         args = [amount, limit, account.key_usage, credited, account.org_spent]
-        return int(await self._pipeliner().run(_RESERVE, self._keys(account), args))
+        outcome = int(await self._pipeliner().run(_RESERVE, self._keys(account), args))
+        if self._unsettled:
+            await self._settle_backlog()
+        return outcome
 
     async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int) -> None:
         credits_reserved = reserved if account.org_credited is not None else 0
         args = [reserved, actual, account.key_usage, credits_reserved, credits_actual, account.org_spent]
-        await self._pipeliner().run(_SETTLE, self._keys(account), args)
+        keys = self._keys(account)
+        try:
+            await self._pipeliner().run(_SETTLE, keys, args)
+        except Exception:
+            self._unsettled.append((keys, args))
+            raise
+
+    async def _settle_backlog(self) -> None:
+        backlog, self._unsettled = self._unsettled, []
+        for index, (keys, args) in enumerate(backlog):
+            try:
+                await self._pipeliner().run(_SETTLE, keys, args)
+            except Exception:
+                self._unsettled.extend(backlog[index:])
+                return
 
 
 _store = None

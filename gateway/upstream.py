@@ -41,6 +41,13 @@ async def close_sessions() -> None:
     _sessions.clear()
 
 
+def _scrub(message: str, token: str, url: str) -> str:
+    """A provider's words without its key or the address the gateway called."""
+    host = urlsplit(url).netloc
+    message = redact(message, token)
+    return message.replace(host, "[upstream]") if len(host) >= 4 else message
+
+
 class UpstreamFailure(Exception):
     """A call that failed before its first byte reached the client."""
 
@@ -79,6 +86,8 @@ def _failure_for_status(status: int, message: str, retry_after: str | None) -> U
         return UpstreamFailure(GatewayError(502, "The provider refused the credentials for this request.", "upstream_error"), retryable=True)
     if status >= 500:
         return UpstreamFailure(GatewayError(502, f"The provider failed (HTTP {status}): {message}", "upstream_error"), retryable=True)
+    if 300 <= status < 400:
+        return UpstreamFailure(GatewayError(502, "The provider answered with a redirect, which the gateway does not follow.", "upstream_error"), retryable=True)
     if status == 408:
         return UpstreamFailure(GatewayError(504, "The provider timed out.", "upstream_timeout"), retryable=True)
     # Any other 4xx is about the request itself; another provider would refuse it too.
@@ -106,7 +115,7 @@ async def open_response(call: UpstreamCall, wire: WireFormat, token: str) -> aio
         data = None
     finally:
         response.release()
-    message = redact(wire.error_message(response.status, data), token)
+    message = _scrub(wire.error_message(response.status, data), token, call.url)
     raise _failure_for_status(response.status, message, response.headers.get("Retry-After"))
 
 

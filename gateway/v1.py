@@ -6,6 +6,7 @@ import logging
 import re
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from gateway import chat, events, http, iam
 from gateway.catalog import BY_MODEL
@@ -27,9 +28,14 @@ def _presented_key(scope) -> str | None:
     return http.header(scope, b"x-api-key")
 
 
-def _check_access(snapshot: KeySnapshot | None) -> KeySnapshot:
+def _known(snapshot: KeySnapshot | None) -> KeySnapshot:
     if snapshot is None:
         raise GatewayError(401, "Invalid API key.", "invalid_api_key")
+    return snapshot
+
+
+def _check_access(snapshot: KeySnapshot | None) -> KeySnapshot:
+    snapshot = _known(snapshot)
     if not snapshot.key_active:
         if snapshot.disabled_reason == "usage_limit":
             raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
@@ -124,6 +130,11 @@ class GatewayApp:
             raise GatewayError(404, f"Unknown endpoint {scope['path']}.", "not_found")
         except GatewayError as e:
             await http.send_error(send, e, headers)
+        except DatabaseError:
+            log.warning("database unavailable for a cold key", exc_info=True)
+            error = GatewayError(503, "The gateway cannot verify this API key right now; try again shortly.",
+                                 "service_unavailable", headers={"Retry-After": "2"})
+            await http.send_error(send, error, headers)
         except Exception:
             log.exception("unexpected error in %s", path)
             await http.send_error(send, GatewayError(503, "The gateway could not handle this request.", "internal_error"), headers)
@@ -135,7 +146,8 @@ class GatewayApp:
         return await self.snapshots.get(sha256_hex(key))
 
     async def chat_completions(self, scope, receive, send, request_id: str) -> None:
-        snapshot = _check_access(await self._snapshot(scope))
+        # A request of a known key is logged whatever happens to it, refusals included.
+        snapshot = _known(await self._snapshot(scope))
         exchange = chat.Exchange(
             snapshot=snapshot, request_id=request_id, no_cache=(http.header(scope, b"x-no-cache") or "").lower() == "true"
         )
@@ -148,6 +160,7 @@ class GatewayApp:
             watchers.append(asyncio.create_task(self._watch_disconnect(receive, task, exchange)))
 
         try:
+            _check_access(snapshot)
             raw = await http.read_body(scope, receive, settings.GATEWAY_MAX_BODY_BYTES)
             await chat.handle(exchange, raw, send, on_stream=watch)
         except GatewayError as e:

@@ -141,10 +141,25 @@ def eventually(check, timeout: float = 10.0, interval: float = 0.05):
         time.sleep(interval)
 
 
+def _broker_idle(env: dict) -> bool:
+    """No usage batch waiting in the broker or held by the worker."""
+    if env.get("REDIS_URL"):
+        import redis
+
+        client = redis.Redis.from_url(env["REDIS_URL"])
+        return client.llen("celery") == 0 and client.hlen("unacked") == 0
+    queue = Path(env["DATA_DIR"]) / "broker" / "queue"
+    return not any(queue.glob("*")) if queue.exists() else True
+
+
 @pytest.fixture
 def gateway(live_gateway, transactional_db, fake_upstream):  # noqa: F811
-    """The live gateway, with committed data the server can see and a clean fake upstream."""
-    return live_gateway
+    """The live gateway, with committed data the server can see and a clean fake upstream.
+    Afterwards it waits for the worker to finish the test's usage batches: emptying the
+    tables under a worker mid-transaction would deadlock on PostgreSQL."""
+    yield live_gateway
+    time.sleep(0.15)  # the gateway flushes its buffer every 0.05 s
+    eventually(lambda: _broker_idle(live_gateway.env), timeout=10)
 
 
 @pytest.fixture

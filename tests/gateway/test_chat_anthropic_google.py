@@ -62,6 +62,13 @@ def _logs(project):
     return list(UsageLog.objects.filter(project=project).order_by("created_at"))
 
 
+def _rows_written(project, count: int) -> list[UsageLog]:
+    """The usage rows, once the worker wrote `count` of them (a test must not end while the
+    worker still writes: the database is emptied after each test)."""
+    eventually(lambda: UsageLog.objects.filter(project=project).count() >= count, timeout=5)
+    return _logs(project)
+
+
 def _generate_calls(fake, vendor):
     return [c for c in fake.calls_for(vendor.provider) if c.endpoint == "generate"]
 
@@ -83,22 +90,25 @@ def _collect_tool_calls(chunks) -> dict[int, dict]:
 # --- answers ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pinned", [True, False], ids=["provider/model", "bare model"])
-def test_a_completion_comes_back_in_openai_shape_with_the_providers_usage(gateway, project, vendor, key_for, fake_upstream, pinned):
+def test_a_completion_comes_back_in_openai_shape_with_the_providers_usage(gateway, project, vendor, key_for, fake_upstream):
     client = gateway.client(key_for(project))
-    model = f"{vendor.provider}/{vendor.model}" if pinned else vendor.model
-    response = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "Hi"}])
-    completion = response.parse()
+    for model in (f"{vendor.provider}/{vendor.model}", vendor.model):  # pinned, then bare
+        response = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "Hi"}])
+        completion = response.parse()
 
-    assert completion.object == "chat.completion"
-    assert completion.choices[0].message.role == "assistant"
-    assert completion.choices[0].message.content == "Hello from the fake upstream."
-    assert completion.choices[0].finish_reason == "stop"
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens) == (123, 45, 168)
-    assert response.headers["x-gateway-provider"] == vendor.provider
-    [call] = _generate_calls(fake_upstream, vendor)
-    assert call.path == f"/{vendor.provider}{vendor.endpoint}"
-    assert call.model == vendor.upstream_model
+        assert completion.object == "chat.completion"
+        assert completion.choices[0].message.role == "assistant"
+        assert completion.choices[0].message.content == "Hello from the fake upstream."
+        assert completion.choices[0].finish_reason == "stop"
+        usage = completion.usage
+        assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (123, 45, 168)
+        assert response.headers["x-gateway-provider"] == vendor.provider
+        call = _generate_calls(fake_upstream, vendor)[-1]
+        assert call.path == f"/{vendor.provider}{vendor.endpoint}"
+        assert call.model == vendor.upstream_model
+    assert len(_generate_calls(fake_upstream, vendor)) == 2
+    logs = _rows_written(project, 2)
+    assert [(log.used_provider, log.used_model, log.status_code) for log in logs] == [(vendor.provider, vendor.model, 200)] * 2
 
 
 def test_a_stream_arrives_in_chunks_with_the_providers_usage(gateway, project, vendor, key_for, fake_upstream):
@@ -116,6 +126,9 @@ def test_a_stream_arrives_in_chunks_with_the_providers_usage(gateway, project, v
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (123, 45)
     [call] = _generate_calls(fake_upstream, vendor)
     assert call.stream and call.path == f"/{vendor.provider}{vendor.stream_endpoint}"
+    [log] = _rows_written(project, 1)
+    assert log.streamed and log.time_to_first_token is not None
+    assert (log.prompt_tokens, log.completion_tokens, log.finish_reason) == (123, 45, "stop")
 
 
 # --- tools -----------------------------------------------------------------------------------
@@ -147,6 +160,8 @@ def test_a_tool_call_reaches_the_sdk_with_its_name_and_json_arguments(gateway, p
         # Gemini takes the schema as `parametersJsonSchema` (JSON Schema) or `parameters` (its OpenAPI subset)
         schema = declaration.get("parametersJsonSchema") or declaration.get("parameters")
         assert schema["properties"] == {"city": {"type": "string"}} and schema["required"] == ["city"]
+    [log] = _rows_written(project, 1)
+    assert (log.status_code, log.finish_reason) == (200, "tool_calls")
 
 
 def test_a_streamed_tool_call_is_assembled_by_the_sdk_with_its_name_and_json_arguments(gateway, project, vendor, key_for):
@@ -161,6 +176,8 @@ def test_a_streamed_tool_call_is_assembled_by_the_sdk_with_its_name_and_json_arg
     assert calls[0]["id"] and calls[0]["name"] == "get_weather"
     assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    [log] = _rows_written(project, 1)
+    assert (log.status_code, log.finish_reason, log.streamed) == (200, "tool_calls", True)
 
 
 # --- translation of the request ----------------------------------------------------------------
@@ -184,6 +201,7 @@ def test_the_system_prompt_goes_where_the_provider_expects_it(gateway, project, 
         turns = body["contents"]
     assert "You answer in French." not in json.dumps(turns)
     assert "Hello?" in json.dumps(turns)
+    assert [log.status_code for log in _rows_written(project, 1)] == [200]
 
 
 def test_the_organizations_own_key_reaches_the_provider_in_its_header_and_nothing_else_does(gateway, project, vendor, key_for, fake_upstream):
@@ -198,6 +216,8 @@ def test_the_organizations_own_key_reaches_the_provider_in_its_header_and_nothin
     assert not any(token in value or gateway_key(vendor.provider) in value for value in headers.values())
     if vendor is ANTHROPIC:
         assert headers["anthropic-version"]
+    [log] = _rows_written(project, 1)
+    assert (log.used_mode, log.fee) == ("api-keys", 0)  # the organization's key: no credits, no fee
 
 
 # --- usage log -------------------------------------------------------------------------------
@@ -212,7 +232,7 @@ def test_each_request_leaves_one_usage_log_row_with_provider_model_tokens_and_co
         model=f"{vendor.provider}/{vendor.model}", messages=[{"role": "user", "content": "Hi"}], stream=True,
     ))
 
-    logs = eventually(lambda: (rows := _logs(project)) and len(rows) >= 2 and rows)
+    logs = _rows_written(project, 2)
     assert len(logs) == 2
     assert logs[0].request_id == plain.headers["x-request-id"]
     assert [(log.requested_model, log.streamed) for log in logs] == [

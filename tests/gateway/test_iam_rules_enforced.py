@@ -49,6 +49,20 @@ def outcome(gateway, token, model):
     return response.headers["x-gateway-provider"]
 
 
+@pytest.fixture
+def ask(gateway, paying_project):
+    """`outcome`, counting the requests: each leaves a usage row, and the test ends once they
+    are all written (the worker must not be writing while the database is emptied)."""
+    made = []
+
+    def ask(token, model):
+        made.append(model)
+        return outcome(gateway, token, model)
+
+    yield ask
+    eventually(lambda: UsageLog.objects.filter(project=paying_project).count() >= len(made), timeout=5)
+
+
 def _generate_providers(fake):
     return [c.provider for c in fake.calls if c.endpoint == "generate"]
 
@@ -122,19 +136,23 @@ RULE_CASES = {
 
 
 @pytest.mark.parametrize("rule_type", list(RULE_CASES))
-def test_each_rule_type_is_enforced_on_pinned_and_routed_models(gateway, paying_project, fake_upstream, rule_type):
+def test_each_rule_type_is_enforced_on_pinned_and_routed_models(ask, paying_project, fake_upstream, rule_type):
     value, expected = RULE_CASES[rule_type]
     token, _ = key_with_rules(paying_project, (rule_type, value))
 
-    seen = {model: outcome(gateway, token, model) for model in expected}
+    seen = {model: ask(token, model) for model in expected}
     assert seen == expected
     served = [provider for provider in expected.values() if isinstance(provider, str)]
     assert _generate_providers(fake_upstream) == served  # a refused request never reached a provider
+    # and each request, refused or served, left its usage row
+    eventually(lambda: UsageLog.objects.filter(project=paying_project).count() >= len(expected), timeout=5)
+    rows = UsageLog.objects.filter(project=paying_project).values_list("requested_model", "status_code")
+    assert sorted(rows) == sorted((model, 200 if isinstance(o, str) else 403) for model, o in expected.items())
 
 
-def test_an_allow_pricing_rule_that_no_provider_meets_refuses_the_bare_model(gateway, paying_project, fake_upstream):
+def test_an_allow_pricing_rule_that_no_provider_meets_refuses_the_bare_model(ask, paying_project, fake_upstream):
     token, _ = key_with_rules(paying_project, ("allow_pricing", {"maxInputPrice": "0.50"}))
-    assert outcome(gateway, token, LLAMA) == DENIED
+    assert ask(token, LLAMA) == DENIED
     assert _generate_providers(fake_upstream) == []
 
 
@@ -151,18 +169,17 @@ FALLBACK_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(FALLBACK_CASES))
-def test_fallback_only_goes_to_providers_the_rules_allow(gateway, paying_project, fake_upstream, case):
-    rule = FALLBACK_CASES[case]
-    token, _ = key_with_rules(paying_project, *([rule] if rule else []))
-    fake_upstream.fail("status", provider="groq", status=500)
-
-    if rule is None:  # the control: without a rule the next provider takes over
-        assert outcome(gateway, token, LLAMA) == "together-ai"
-        assert _generate_providers(fake_upstream) == ["groq", "together-ai"]
-    else:
-        assert outcome(gateway, token, LLAMA) == (502, "upstream_error")
-        assert _generate_providers(fake_upstream) == ["groq"]
+def test_fallback_only_goes_to_providers_the_rules_allow(ask, paying_project, fake_upstream):
+    fake_upstream.fail("status", provider="groq", status=500, times=None)
+    for case, rule in FALLBACK_CASES.items():
+        token, _ = key_with_rules(paying_project, *([rule] if rule else []))
+        before = len(_generate_providers(fake_upstream))
+        seen = ask(token, LLAMA)
+        tried = _generate_providers(fake_upstream)[before:]
+        if rule is None:  # the control: without a rule the next provider takes over
+            assert (case, seen, tried) == (case, "together-ai", ["groq", "together-ai"])
+        else:
+            assert (case, seen, tried) == (case, (502, "upstream_error"), ["groq"])
 
 
 # --- the refusal -----------------------------------------------------------------------------------
@@ -194,22 +211,22 @@ def test_the_models_list_shows_only_what_the_rules_allow(gateway, paying_project
 # --- inactive and changed rules ----------------------------------------------------------------------
 
 
-def test_an_inactive_rule_is_ignored(gateway, paying_project):
+def test_an_inactive_rule_is_ignored(ask, paying_project):
     token, _ = key_with_rules(
         paying_project,
         ("deny_models", {"models": ["gpt-4o-mini"]}, "inactive"),
         ("allow_providers", {"providers": ["anthropic"]}, "inactive"),
     )
-    assert outcome(gateway, token, "gpt-4o-mini") == "openai"
-    assert outcome(gateway, token, LLAMA) == "groq"
+    assert ask(token, "gpt-4o-mini") == "openai"
+    assert ask(token, LLAMA) == "groq"
 
 
-def test_rules_changed_after_the_key_was_used_take_effect_at_once(gateway, paying_project):
+def test_rules_changed_after_the_key_was_used_take_effect_at_once(ask, paying_project):
     token, key = key_with_rules(paying_project)
-    assert outcome(gateway, token, "gpt-4o-mini") == "openai"  # the gateway now holds the key in its cache
+    assert ask(token, "gpt-4o-mini") == "openai"  # the gateway now holds the key in its cache
 
     def becomes(model, expected):
-        return eventually(lambda: outcome(gateway, token, model) == expected, timeout=5, interval=0.1)
+        return eventually(lambda: ask(token, model) == expected, timeout=5, interval=0.1)
 
     started = time.monotonic()
     rule = key_services.iam_rule_create(api_key=key, rule_type="deny_models", rule_value={"models": ["gpt-4o-mini"]})
@@ -220,7 +237,7 @@ def test_rules_changed_after_the_key_was_used_take_effect_at_once(gateway, payin
 
     key_services.iam_rule_update(rule=rule, rule_value={"models": ["gpt-4o"]}, status="active")
     assert becomes("gpt-4o", DENIED)
-    assert outcome(gateway, token, "gpt-4o-mini") == "openai"
+    assert ask(token, "gpt-4o-mini") == "openai"
 
     key_services.iam_rule_delete(rule=rule)
     assert becomes("gpt-4o", "openai")

@@ -26,8 +26,8 @@ def _logs(project):
 
 def _one_log(project) -> UsageLog:
     """The request's usage row, once the worker wrote it, checking no second one follows."""
-    logs = eventually(lambda: _logs(project))
-    time.sleep(0.2)
+    eventually(lambda: _logs(project), timeout=5)
+    time.sleep(0.1)
     logs = _logs(project)
     assert len(logs) == 1, logs
     return logs[0]
@@ -66,7 +66,7 @@ def test_api_keys_mode_without_the_providers_key_is_a_400_naming_the_provider(ga
     assert raised.value.type == "invalid_request_error"
     assert _generate_calls(fake_upstream) == []
     log = _one_log(project)
-    assert (log.status_code, log.has_error, log.used_mode) == (400, True, "")
+    assert (log.status_code, log.has_error, log.cost) == (400, True, 0)
 
 
 def test_api_keys_mode_uses_the_organizations_key_and_no_credits(gateway, org, project, key_for, fake_upstream):
@@ -136,6 +136,7 @@ def test_hybrid_without_an_own_key_or_credits_is_a_402(gateway, project, key_for
         gateway.client(key_for(project)).chat.completions.create(model="gpt-4o-mini", messages=HI)
     assert (raised.value.status_code, raised.value.code) == (402, "insufficient_credits")
     assert _generate_calls(fake_upstream) == []
+    assert _one_log(project).status_code == 402
 
 
 # --- routing -----------------------------------------------------------------------------------
@@ -178,6 +179,8 @@ def test_a_pinned_provider_that_fails_is_not_replaced_by_another(gateway, credit
         gateway.client(key_for(credits_project)).chat.completions.create(model=f"together-ai/{LLAMA}", messages=HI)
     assert (raised.value.status_code, raised.value.code) == (502, "upstream_error")
     assert [c.provider for c in _generate_calls(fake_upstream)] == ["together-ai"]
+    log = _one_log(credits_project)
+    assert (log.status_code, log.used_provider) == (502, "together-ai")
 
 
 def test_a_custom_provider_key_is_addressed_by_its_name(gateway, org, project, key_for, fake_upstream, settings):
@@ -201,6 +204,7 @@ def test_a_custom_provider_key_is_addressed_by_its_name(gateway, org, project, k
     with pytest.raises(openai.BadRequestError) as raised:  # a name the organization did not set up
         client.chat.completions.create(model="other-llm/some-model", messages=HI)
     assert raised.value.code == "model_not_found"
+    assert eventually(lambda: UsageLog.objects.filter(project=project, status_code=400).exists(), timeout=5)
 
 
 # --- fallback ----------------------------------------------------------------------------------
