@@ -142,6 +142,10 @@ class SnapshotCache:
         finally:
             del self._loading[token_hash]
 
+    def warm(self, token_hash: str) -> bool:
+        """Whether this key is held now (answering it needs no database)."""
+        return token_hash in self._entries
+
     def forget_organization(self, org_id: str) -> None:
         for token_hash in [h for h, (s, _) in self._entries.items() if s.org_id == org_id]:
             self._entries.pop(token_hash, None)

@@ -13,6 +13,7 @@ from gateway.catalog import BY_MODEL
 from gateway.errors import GatewayError
 from gateway.ids import random_string
 from gateway.keys import KeySnapshot, SnapshotCache
+from gateway.throttle import FailureThrottle
 from gateway.usagelog import UsageLogBuffer
 from projects.models import sha256_hex
 
@@ -78,6 +79,7 @@ class GatewayApp:
         self.snapshots = SnapshotCache()
         self.usage_logs = UsageLogBuffer()
         self.inflight: dict[str, set] = {}  # project id → {(task, exchange)}
+        self.bad_keys = FailureThrottle()
         self._background: list[asyncio.Task] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -140,10 +142,21 @@ class GatewayApp:
             await http.send_error(send, GatewayError(503, "The gateway could not handle this request.", "internal_error"), headers)
 
     async def _snapshot(self, scope) -> KeySnapshot | None:
+        address = (scope.get("client") or ("unknown",))[0]
         key = _presented_key(scope)
-        if not key:
-            raise GatewayError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "invalid_api_key")
-        return await self.snapshots.get(sha256_hex(key))
+        token_hash = sha256_hex(key) if key else ""
+        wait = self.bad_keys.retry_after(address)
+        # A guessing address is refused before any lookup; keys already held keep working,
+        # so one client's guessing does not lock out its neighbours behind the same address.
+        if wait is not None and not self.snapshots.warm(token_hash):
+            raise GatewayError(429, "Too many requests with invalid API keys; try again later.", "rate_limited",
+                               headers={"Retry-After": str(wait)})
+        snapshot = await self.snapshots.get(token_hash) if key else None
+        if snapshot is None:
+            self.bad_keys.failed(address)
+            if not key:
+                raise GatewayError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "invalid_api_key")
+        return snapshot
 
     async def chat_completions(self, scope, receive, send, request_id: str) -> None:
         # A request of a known key is logged whatever happens to it, refusals included.
