@@ -4,10 +4,13 @@ import base64
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import inline_serializer
-from rest_framework import exceptions, serializers
+import orjson
+from rest_framework import exceptions, parsers, serializers
 from rest_framework.response import Response
 
 from gateway.errors import ServiceError, ValidationFailed
@@ -58,8 +61,14 @@ _DRF_CODES = {
 
 def exception_handler(exc, context):
     """One error shape for the whole API: {"error": {"message", "code", "fields"}}."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(error_body(f"The request body exceeds the limit of {limit} bytes.", "request_too_large"), status=413)
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.message, exc.code, exc.fields), status=exc.status)
+        response = Response(error_body(exc.message, exc.code, exc.fields), status=exc.status)
+        if getattr(exc, "retry_after", None):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     if isinstance(exc, exceptions.ValidationError):
@@ -77,6 +86,16 @@ def exception_handler(exc, context):
 
 def json_error(message: str, code: str, status_code: int) -> JsonResponse:
     return JsonResponse(error_body(message, code), status=status_code)
+
+
+class JSONParser(parsers.JSONParser):
+    """orjson: fast, and a nesting depth limit instead of Python's RecursionError (a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return orjson.loads(stream.read() if stream is not None else b"")
+        except orjson.JSONDecodeError as e:
+            raise exceptions.ParseError(f"JSON parse error - {e}") from None
 
 
 class StrictSerializer(serializers.Serializer):

@@ -47,6 +47,15 @@ class LimitReached(Conflict):
     code = "limit_reached"
 
 
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
 class GatewayError(Exception):
     """An error of the /v1 gateway, answered in OpenAI's shape
     {"error": {"message", "type", "param", "code"}}."""

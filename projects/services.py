@@ -9,13 +9,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from gateway import events
-from gateway.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, ValidationFailed
+from gateway.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, RateLimited, ValidationFailed
 from projects.models import Membership, Organization, Project, SessionToken, User, sha256_hex
 
 Role = Membership.Role
@@ -63,11 +64,37 @@ def session_create(*, user: User) -> tuple[str, SessionToken]:
     return plaintext, token
 
 
+LOGIN_FAILURES_ALLOWED = 10
+LOGIN_FAILURE_WINDOW = 15 * 60  # seconds
+
+
+def _login_failures_key(email: str) -> str:
+    return "login-failures:" + sha256_hex(email)
+
+
 def session_login(*, email: str, password: str) -> tuple[str, SessionToken]:
-    user = User.objects.filter(email=(email or "").strip().lower()).first()
+    """A bearer token for the right password (see user_authenticate for the throttle)."""
+    return session_create(user=user_authenticate(email=email, password=password))
+
+
+def user_authenticate(*, email: str, password: str) -> User:
+    """The user with this email and password, for the API and the dashboard alike. After 10
+    wrong passwords for an email in 15 minutes, that email is refused for the rest of the
+    window, right password or not."""
+    email = (email or "").strip().lower()
+    key = _login_failures_key(email)
+    if cache.get(key, 0) >= LOGIN_FAILURES_ALLOWED:
+        raise RateLimited("too many failed logins for this account; try again in 15 minutes", retry_after=LOGIN_FAILURE_WINDOW)
+    user = User.objects.filter(email=email).first()
     if user is None or not user.is_active or not user.check_password(password or ""):
+        cache.add(key, 0, LOGIN_FAILURE_WINDOW)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, LOGIN_FAILURE_WINDOW)
         raise NotAuthenticated("invalid email or password", code="invalid_credentials")
-    return session_create(user=user)
+    cache.delete(key)
+    return user
 
 
 def session_logout(*, token: SessionToken) -> None:
