@@ -92,6 +92,7 @@ def _stop(process: subprocess.Popen) -> None:
 class LiveGateway:
     url: str
     env: dict
+    data_dir: Path  # holds server.log and worker.log
 
     def client(self, api_key: str, **kwargs) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0, timeout=20, **kwargs)
@@ -120,7 +121,7 @@ def live_gateway(django_db_setup, django_db_blocker, fake_upstream_server):  # n
         )
         try:
             _wait_until_up(f"{url}/healthz", server, "the gateway")
-            yield LiveGateway(url=url, env=env)
+            yield LiveGateway(url=url, env=env, data_dir=log_dir)
         finally:
             _stop(server)
             _stop(worker)
