@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE := gateway.settings
 
-.PHONY: run test install install-dev migrate
+.PHONY: run test bench install install-dev migrate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ run: migrate
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Load benchmarks (not part of the tests): PostgreSQL and Redis on 127.0.0.1, and wrk + ab.
+bench: install-dev
+	@command -v wrk >/dev/null && command -v ab >/dev/null || apt-get install -y wrk apache2-utils
+	$(BIN)/python bench/run.py
