@@ -226,7 +226,7 @@ def _check_unique(organization: Organization, provider: str, name: str, exclude:
             raise Conflict(f"a custom provider named {name!r} already exists", code="provider_key_exists")
     elif others.exists():
         raise Conflict(
-            f"this organization already has a {PROVIDERS[provider].name} key; update or delete it",
+            f"this organization already has a key for {PROVIDERS[provider].name}; update or delete it",
             code="provider_key_exists",
         )
 

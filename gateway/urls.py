@@ -1,14 +1,15 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apikeys import urls as apikeys_urls
 from gateway import health
 from gateway.api import error_body
+from projects import urls as projects_urls
+from usage import urls as usage_urls
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
@@ -17,6 +18,10 @@ urlpatterns = [
     path("api/v1/", include("projects.urls")),
     path("api/v1/", include("apikeys.urls")),
     path("api/v1/", include("usage.urls")),
+    # The dashboard: server-rendered pages (projects/, apikeys/, usage/ views.py).
+    path("", include(projects_urls.pages)),
+    path("", include(apikeys_urls.pages)),
+    path("", include(usage_urls.pages)),
 ]
 
 

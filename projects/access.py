@@ -18,7 +18,15 @@ def memberships(user: User) -> QuerySet[Membership]:
     return Membership.objects.filter(user=user).select_related("organization")
 
 
+def _usable_id(value) -> bool:
+    """Ids are short printable strings; anything else (NUL bytes, which PostgreSQL refuses
+    in text) cannot name an object, so it is simply not found."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable()
+
+
 def membership_for(user: User, organization_id: str, role: str = Role.DEVELOPER) -> Membership:
+    if not _usable_id(organization_id):
+        raise NotFound("organization not found")
     membership = memberships(user).filter(organization_id=organization_id).first()
     if membership is None:
         raise NotFound("organization not found")
@@ -48,7 +56,7 @@ def _in_user_orgs(queryset, user: User, path: str):
 
 def scoped_get(queryset, user: User, pk: str, *, org_path: str, role: str = Role.DEVELOPER, what: str):
     """One object of the user's organizations (404 otherwise) after checking the role there."""
-    obj = _in_user_orgs(queryset, user, org_path).filter(pk=pk).first()
+    obj = _in_user_orgs(queryset, user, org_path).filter(pk=pk).first() if _usable_id(pk) else None
     if obj is None:
         raise NotFound(f"{what} not found")
     organization = obj

@@ -305,5 +305,8 @@ def project_update(*, project: Project, **changes) -> Project:
 def project_delete(*, project: Project) -> None:
     """Deletes the project with its API keys (which stop authenticating) and usage logs, and
     tells every gateway process to stop the project's requests in flight."""
+    # Locked first: a usage batch writing rows for this project either commits before (and
+    # its rows go with the project) or fails after and is retried without them.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
     events.project_deleted(project.pk, project.organization_id)
     project.delete()

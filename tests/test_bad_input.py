@@ -28,3 +28,9 @@ def test_wrong_types_name_the_field(owner, org):
 def test_a_body_that_is_not_json_is_a_400(owner):
     response = owner.api.client.post("/api/v1/projects", b"\xff\xfe", content_type="application/json")
     assert response.status_code == 400
+
+
+def test_nul_bytes_in_ids_are_not_found_rather_than_a_500(owner, project):
+    assert owner.api.get("/api/v1/projects", organizationId="org_\x00").status_code == 404
+    assert owner.api.get("/api/v1/projects/proj_%00").status_code == 404
+    assert owner.api.get("/api/v1/organizations/org_%00/members").status_code == 404

@@ -1,0 +1,96 @@
+"""Dashboard forms of API keys, IAM rules and provider keys (parsing only: the services
+decide, and their errors are shown on the form)."""
+
+from django import forms
+
+from apikeys.models import IamRule
+from gateway.providers import PROVIDERS
+
+
+class ApiKeyForm(forms.Form):
+    description = forms.CharField(
+        max_length=255, required=False, help_text="What this key is used for, e.g. \u201cBackend, production\u201d."
+    )
+    usage_limit = forms.DecimalField(
+        required=False, min_value=0, max_digits=24, decimal_places=10, label="Usage limit (USD)",
+        help_text="Optional. The key is disabled once its usage reaches the limit.",
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "inputmode": "decimal", "placeholder": "No limit"}),
+    )
+
+
+RULE_LABELS = {
+    IamRule.Type.ALLOW_MODELS: "Allow only these models",
+    IamRule.Type.DENY_MODELS: "Deny these models",
+    IamRule.Type.ALLOW_PROVIDERS: "Allow only these providers",
+    IamRule.Type.DENY_PROVIDERS: "Deny these providers",
+    IamRule.Type.ALLOW_PRICING: "Allow only models within a price",
+    IamRule.Type.DENY_PRICING: "Deny models by price",
+}
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+class IamRuleForm(forms.Form):
+    """One form for the six rule types: the fields that matter depend on the type."""
+
+    rule_type = forms.ChoiceField(choices=list(RULE_LABELS.items()), label="Rule")
+    models = forms.CharField(
+        required=False, max_length=20000, label="Models",
+        help_text="Comma-separated model ids, e.g. gpt-4o-mini, openai/gpt-4o.",
+    )
+    providers = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label="Providers")
+    pricing_type = forms.ChoiceField(
+        required=False, choices=[("", "Any"), ("free", "Free"), ("paid", "Paid")], label="Pricing"
+    )
+    max_input_price = forms.DecimalField(required=False, min_value=0, max_digits=20, decimal_places=6,
+                                         label="Max input price (USD / 1M tokens)")
+    max_output_price = forms.DecimalField(required=False, min_value=0, max_digits=20, decimal_places=6,
+                                          label="Max output price (USD / 1M tokens)")
+
+    def __init__(self, *args, custom_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(p.id, p.name) for p in PROVIDERS.values() if p.id != "custom"]
+        choices += [(name, f"{name} (custom)") for name in custom_names]
+        self.fields["providers"].choices = choices
+
+    def rule_value(self) -> dict:
+        """The service's ruleValue for the chosen type (the service validates it)."""
+        data = self.cleaned_data
+        kind = data["rule_type"].split("_", 1)[1]
+        if kind == "models":
+            return {"models": _names(data.get("models") or "")}
+        if kind == "providers":
+            return {"providers": list(data.get("providers") or [])}
+        value: dict = {}
+        if data.get("pricing_type"):
+            value["pricingType"] = data["pricing_type"]
+        for field, key in (("max_input_price", "maxInputPrice"), ("max_output_price", "maxOutputPrice")):
+            if data.get(field) is not None:
+                value[key] = str(data[field])
+        return value
+
+
+class IamCheckForm(forms.Form):
+    model = forms.CharField(max_length=200, label="Model", help_text="A model id, or provider/model to pin a provider.")
+
+
+class ProviderKeyForm(forms.Form):
+    provider = forms.ChoiceField(choices=[(p.id, p.name) for p in PROVIDERS.values()])
+    token = forms.CharField(
+        max_length=4096, label="API key", strip=True,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text="Encrypted at rest; only its last 4 characters are shown again.",
+    )
+    name = forms.CharField(
+        max_length=64, required=False,
+        help_text="Custom providers: lowercase letters, digits and '-', used in model ids as <name>/<model>. "
+                  "Others: an optional label.",
+    )
+    base_url = forms.CharField(
+        max_length=2048, required=False, label="Base URL",
+        help_text="Custom providers: the base URL of the OpenAI-compatible API (…/v1). Others: leave empty.",
+        widget=forms.URLInput(attrs={"placeholder": "https://…/v1"}),
+    )
+    validate = forms.BooleanField(required=False, initial=True, label="Check the key with the provider before saving")

@@ -1,0 +1,126 @@
+"""Provider Keys of an organization: added (validated with the provider, whose refusal is
+shown), custom providers with a name and base URL, masked, disabled, deleted."""
+
+import pytest
+
+from apikeys import services as key_services
+from apikeys.models import ProviderKey
+from gateway.errors import ValidationFailed
+from tests.dashboard.conftest import text
+
+
+def _url(org, rest=""):
+    return f"/org/{org.pk}/provider-keys/{rest}"
+
+
+@pytest.fixture
+def openai_key(org):
+    return key_services.provider_key_create(organization=org, provider="openai", token="sk-own-openai-secret-1234", validate=False)
+
+
+def test_keys_are_listed_masked_and_never_in_full(owner, org, openai_key, as_user):
+    page = text(as_user(owner).get(_url(org)))
+
+    assert "OpenAI" in page and "…1234" in page
+    assert "sk-own-openai-secret-1234" not in page
+
+
+def test_an_admin_adds_a_key_checked_with_the_provider(admin, org, as_user, monkeypatch):
+    checked = []
+    monkeypatch.setattr(key_services, "validate_provider_token", lambda **kw: checked.append(kw))
+
+    response = as_user(admin).post(_url(org), {"provider": "anthropic", "token": "sk-ant-secret-abcdefgh", "validate": "on"}, htmx=True)
+
+    key = ProviderKey.objects.get(organization=org)
+    assert key.provider == "anthropic" and key.masked_token == "…efgh"
+    assert checked and checked[0]["provider"] == "anthropic"
+    assert "Anthropic key added." in text(response)
+    assert "sk-ant-secret-abcdefgh" not in text(response)
+
+
+def test_a_key_the_provider_refuses_shows_the_providers_reason_in_place(owner, org, as_user, monkeypatch):
+    def refuse(**kwargs):
+        raise ValidationFailed("token: OpenAI rejected the key (HTTP 401): Incorrect API key provided",
+                               code="provider_key_rejected", fields={"token": ["OpenAI rejected the key (HTTP 401): Incorrect API key provided"]})
+
+    monkeypatch.setattr(key_services, "validate_provider_token", refuse)
+
+    response = as_user(owner).post(_url(org), {"provider": "openai", "token": "sk-bad-key-000000", "validate": "on"}, htmx=True)
+
+    assert response.status_code == 400
+    assert "OpenAI rejected the key (HTTP 401): Incorrect API key provided" in text(response)
+    assert "sk-bad-key-000000" not in text(response)
+    assert not ProviderKey.objects.exists()
+
+
+def test_without_validation_the_provider_is_not_asked(owner, org, as_user, monkeypatch):
+    monkeypatch.setattr(key_services, "validate_provider_token", lambda **kw: pytest.fail("asked the provider"))
+
+    as_user(owner).post(_url(org), {"provider": "mistral", "token": "mistral-secret-key-99"})
+
+    assert ProviderKey.objects.get(organization=org).provider == "mistral"
+
+
+def test_a_custom_provider_needs_a_name_and_a_base_url(owner, org, as_user):
+    no_name = as_user(owner).post(_url(org), {"provider": "custom", "token": "tok-abcdefghijkl", "base_url": "http://127.0.0.1:9/v1"}, htmx=True)
+    no_url = as_user(owner).post(_url(org), {"provider": "custom", "token": "tok-abcdefghijkl", "name": "my-vllm"}, htmx=True)
+
+    assert no_name.status_code == 400 and "a custom provider needs a name" in text(no_name)
+    assert no_url.status_code == 400 and "a custom provider needs the base URL" in text(no_url)
+    assert not ProviderKey.objects.exists()
+
+
+def test_a_custom_provider_is_added_with_its_name_and_base_url(owner, org, as_user, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    page = text(as_user(owner).post(
+        _url(org), {"provider": "custom", "token": "tok-abcdefghijkl", "name": "my-vllm", "base_url": "http://127.0.0.1:9/v1"}, htmx=True
+    ))
+
+    key = ProviderKey.objects.get(organization=org)
+    assert (key.provider, key.name, key.base_url) == ("custom", "my-vllm", "http://127.0.0.1:9/v1")
+    assert "my-vllm/&lt;model&gt;" in page and "http://127.0.0.1:9/v1" in page
+
+
+def test_a_second_key_for_the_same_provider_is_refused_in_place(owner, org, openai_key, as_user):
+    response = as_user(owner).post(_url(org), {"provider": "openai", "token": "sk-another-key-5678"}, htmx=True)
+
+    assert response.status_code == 400
+    assert "this organization already has a key for OpenAI" in text(response)
+
+
+def test_disabling_enabling_and_deleting_a_key(admin, org, openai_key, as_user):
+    browser = as_user(admin)
+
+    browser.post(_url(org, f"{openai_key.pk}/status"), htmx=True)
+    assert ProviderKey.objects.get(pk=openai_key.pk).status == "inactive"
+    browser.post(_url(org, f"{openai_key.pk}/status"), htmx=True)
+    assert ProviderKey.objects.get(pk=openai_key.pk).status == "active"
+    deleted = browser.post(_url(org, f"{openai_key.pk}/delete"), htmx=True)
+
+    assert "deleted." in text(deleted)
+    assert not ProviderKey.objects.filter(pk=openai_key.pk).exists()
+
+
+def test_developers_see_the_keys_without_controls_and_cannot_change_them(developer, org, openai_key, as_user):
+    browser = as_user(developer)
+
+    page = text(browser.get(_url(org)))
+
+    assert "…1234" in page
+    assert "Add a provider key" not in page and "/delete" not in page and "/status" not in page
+    assert browser.post(_url(org), {"provider": "groq", "token": "gsk-secret-123456"}).status_code == 403
+    assert browser.post(_url(org, f"{openai_key.pk}/status")).status_code == 403
+    assert browser.post(_url(org, f"{openai_key.pk}/delete")).status_code == 403
+    assert ProviderKey.objects.filter(pk=openai_key.pk, status="active").exists()
+
+
+def test_outsiders_get_404(outsider, org, openai_key, as_user):
+    browser = as_user(outsider)
+
+    assert browser.get(_url(org)).status_code == 404
+    assert browser.post(_url(org), {"provider": "groq", "token": "gsk-secret-123456"}).status_code == 404
+    assert browser.post(_url(org, f"{openai_key.pk}/status")).status_code == 404
+    assert browser.post(_url(org, f"{openai_key.pk}/delete")).status_code == 404
+    assert as_user(outsider).post(_url(outsider.organization, f"{openai_key.pk}/delete")).status_code == 404
+    assert ProviderKey.objects.filter(pk=openai_key.pk, status="active").exists()

@@ -1,0 +1,212 @@
+"""Dashboard pages of usage: a project's overview and logs, an organization's credits and
+spending alerts. Reads come from the rollups (usage/analytics.py) and the log; writes go
+through usage/services.py."""
+
+from datetime import UTC, datetime, time, timedelta
+from urllib.parse import urlencode
+
+from django.db.models import Q
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from apikeys.models import ApiKey
+from gateway.api import keyset_page
+from gateway.errors import NotFound, ServiceError
+from gateway.money import format_money
+from projects.dashboard import dashboard_view, organization_page, project_page, render_page, show_error
+from projects.models import Membership
+from usage import charts, services
+from usage.analytics import usage_summary
+from usage.forms import AlertForm, LogFilterForm
+from usage.models import AlertNotice, DailyUsage, UsageLog
+
+Role = Membership.Role
+LOGS_PAGE_SIZE = 50
+
+
+# --- project overview ----------------------------------------------------------------------------
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:.1f}%".replace(".0%", "%")
+
+
+@dashboard_view
+def project_overview(request, project_id):
+    context = project_page(request, project_id)
+    project = context["project"]
+    days = 7 if request.GET.get("days") == "7" else 30
+    usage = usage_summary(project=project, days=days)
+    summary = usage["summary"]
+    recent = timezone.now() - timedelta(days=7)
+    notices = AlertNotice.objects.filter(alert__organization=project.organization, created_at__gte=recent).filter(
+        Q(alert__project=project) | Q(alert__project__isnull=True)
+    ).select_related("alert")[:3]
+    context.update(
+        tab="overview",
+        days=days,
+        summary=summary,
+        tokens=summary["promptTokens"] + summary["completionTokens"],
+        cache_hit_rate=_percent(summary["cacheHitRate"]),
+        error_rate=_percent(summary["errorRate"]),
+        daily=usage["daily"],
+        by_model=usage["byModel"],
+        has_usage=summary["requests"] > 0,
+        key_count=project.api_keys.count(),
+        notices=notices,
+    )
+    if context["has_usage"]:
+        context["charts"] = {
+            "requests": charts.requests_by_day(usage["daily"]),
+            "cost": charts.cost_by_day(usage["daily"]),
+            "models": charts.by_model(usage["byModel"]),
+        }
+    return render_page(request, "usage/overview.html", context, partial="overview")
+
+
+# --- logs --------------------------------------------------------------------------------------------
+
+
+def _filtered(project, data: dict):
+    logs = UsageLog.objects.filter(project=project)
+    if data.get("key"):
+        logs = logs.filter(api_key_id=data["key"])
+    if data.get("model"):
+        logs = logs.filter(Q(requested_model=data["model"]) | Q(used_model=data["model"]))
+    if data.get("provider"):
+        logs = logs.filter(used_provider=data["provider"])
+    if data.get("cached"):
+        logs = logs.filter(cached=data["cached"] == "yes")
+    if data.get("errors"):
+        logs = logs.filter(has_error=data["errors"] == "yes")
+    if data.get("date_from"):  # whole days in UTC, as ranges the time index can use
+        logs = logs.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tzinfo=UTC))
+    if data.get("date_to"):
+        logs = logs.filter(created_at__lt=datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=UTC))
+    return logs
+
+
+@dashboard_view
+def logs(request, project_id):
+    context = project_page(request, project_id)
+    project = context["project"]
+    keys = list(ApiKey.objects.filter(project=project).order_by("created_at"))
+    seen = DailyUsage.objects.filter(project=project)
+    providers = sorted(p for p in seen.values_list("provider", flat=True).distinct() if p)
+    models = sorted(m for m in seen.values_list("model", flat=True).distinct() if m)
+    form = LogFilterForm(request.GET, keys=keys, providers=providers)
+    rows, next_cursor, status = [], None, 200
+    if form.is_valid():
+        try:
+            rows, next_cursor = keyset_page(
+                _filtered(project, form.cleaned_data), cursor=form.cleaned_data.get("cursor") or None, limit=LOGS_PAGE_SIZE
+            )
+        except ServiceError as e:  # a cursor this page did not give out
+            form.add_error(None, e.message)
+            status = 400
+    else:
+        status = 400
+    labels = {k.pk: k.description or k.masked_token for k in keys}
+    for row in rows:
+        row.key_label = labels.get(row.api_key_id, "deleted key")
+    filters = {name: request.GET[name] for name in LogFilterForm.FILTERS if request.GET.get(name)}
+    context.update(
+        tab="logs", form=form, rows=rows, models=models, filtered=bool(filters),
+        next_query=urlencode({**filters, "cursor": next_cursor}) if next_cursor else "",
+    )
+    partial = None
+    if request.htmx:
+        partial = "rows" if request.GET.get("cursor") else "logs"
+    return render_page(request, "usage/logs.html", context, partial=partial, status=status)
+
+
+def _log_of(project, log_id: str) -> UsageLog:
+    log = UsageLog.objects.filter(project=project, pk=log_id).first()
+    if log is None:
+        raise NotFound("log not found")
+    return log
+
+
+@dashboard_view
+def log_detail(request, project_id, log_id):
+    context = project_page(request, project_id)
+    log = _log_of(context["project"], log_id)
+    key = ApiKey.objects.filter(project=context["project"], pk=log.api_key_id).first()
+    context.update(tab="logs", log=log, key=key)
+    return render_page(request, "usage/log_detail.html", context)
+
+
+@dashboard_view
+def request_cost(request, project_id, request_id):
+    """What one request cost once its log is stored (the playground asks until it is)."""
+    context = project_page(request, project_id)
+    log = UsageLog.objects.filter(project=context["project"], request_id=request_id).order_by("-created_at").first()
+    if log is None:
+        return HttpResponse(status=204)
+    return render(request, "usage/log_detail.html#cost", {**context, "log": log})
+
+
+# --- credits and spending alerts (organization) --------------------------------------------------
+
+
+def _billing_context(context: dict, alert_form=None, **extra) -> dict:
+    organization = context["organization"]
+    projects = list(organization.projects.order_by("name"))
+    return {
+        **context,
+        "org_tab": "billing",
+        "credits": format_money(organization.credits),
+        "alerts": organization.alerts.select_related("project").order_by("created_at"),
+        "notices": AlertNotice.objects.filter(alert__organization=organization).select_related("alert__project")[:50],
+        "alert_form": alert_form or AlertForm(projects=projects),
+        **extra,
+    }
+
+
+@dashboard_view
+def billing(request, organization_id):
+    context = organization_page(request, organization_id)
+    organization = context["organization"]
+    cursor = request.GET.get("cursor") or None
+    try:
+        transactions, next_cursor = keyset_page(organization.transactions.all(), cursor=cursor, limit=LOGS_PAGE_SIZE)
+    except ServiceError:
+        transactions, next_cursor = keyset_page(organization.transactions.all(), cursor=None, limit=LOGS_PAGE_SIZE)
+    context = _billing_context(context, transactions=transactions, next_cursor=next_cursor)
+    partial = "ledger_rows" if request.htmx and cursor else None
+    return render_page(request, "usage/billing.html", context, partial=partial)
+
+
+@dashboard_view
+@require_POST
+def alert_add(request, organization_id):
+    context = organization_page(request, organization_id, Role.ADMIN)
+    organization = context["organization"]
+    form = AlertForm(request.POST, projects=organization.projects.order_by("name"))
+    if form.is_valid():
+        project = organization.projects.filter(pk=form.cleaned_data["project"]).first() if form.cleaned_data["project"] else None
+        try:
+            services.alert_create(
+                organization=organization, threshold_usd=form.cleaned_data["threshold_usd"],
+                period=form.cleaned_data["period"], project=project,
+            )
+        except ServiceError as e:
+            show_error(form, e)
+        else:
+            return render_page(request, "usage/billing.html", _billing_context(context, alerts_notice="Alert added."),
+                               partial="alerts")
+    return render_page(request, "usage/billing.html", _billing_context(context, alert_form=form), partial="alerts", status=400)
+
+
+@dashboard_view
+@require_POST
+def alert_delete(request, organization_id, alert_id):
+    context = organization_page(request, organization_id, Role.ADMIN)
+    alert = context["organization"].alerts.filter(pk=alert_id).first()
+    if alert is None:
+        raise NotFound("alert not found")
+    services.alert_delete(alert=alert)
+    return render_page(request, "usage/billing.html", _billing_context(context, alerts_notice="Alert deleted."),
+                       partial="alerts")
