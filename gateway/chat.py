@@ -122,6 +122,7 @@ def _parse(raw: bytes) -> dict:
 class Reservation:
     account: Account
     amount: int
+    hold: str  # names it in the store, so that settling it twice cannot release it twice
 
 
 def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
@@ -146,7 +147,8 @@ async def reserve(snapshot: KeySnapshot, candidates: list[routing.Candidate], bo
     with_credits = any(c.paid_with_credits for c in candidates)
     account = _account(snapshot, with_credits)
     amount = _worst(candidates, body, size)
-    outcome = await _reserve(account, amount)
+    hold = random_string(16)
+    outcome, held = await _reserve(account, amount, hold)
     if outcome == INSUFFICIENT_CREDITS:
         own = [c for c in candidates if not c.paid_with_credits]
         if not own:
@@ -156,17 +158,23 @@ async def reserve(snapshot: KeySnapshot, candidates: list[routing.Candidate], bo
             )
         candidates, account = own, _account(snapshot, False)
         amount = _worst(own, body, size)
-        outcome = await _reserve(account, amount)
+        outcome, held = await _reserve(account, amount, hold)
     if outcome != OK:
         raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
-    return Reservation(account, amount), candidates
+    return Reservation(account, held, hold), candidates
 
 
-async def _reserve(account: Account, amount: int) -> int:
-    """Limits fail closed: when the store cannot be asked, nothing is spent."""
+async def _reserve(account: Account, amount: int, hold: str) -> tuple[int, int]:
+    """(outcome, the amount held). Limits fail closed: when the store cannot be asked,
+    nothing is spent. A request that neither a key limit nor credits cover has nothing to
+    enforce, so it goes on holding nothing: the store being away must not stop it (its cost
+    is still settled, later if need be, and logged)."""
     try:
-        return await get_store().reserve(account, amount)
+        return await get_store().reserve(account, amount, hold), amount
     except Exception:
+        if account.key_limit is None and account.org_credited is None:
+            log.warning("spend store unavailable; serving a request no limit applies to", exc_info=True)
+            return OK, 0
         log.warning("spend store unavailable; refusing the request", exc_info=True)
         raise GatewayError(
             503, "The gateway cannot check spend limits right now; nothing was spent. Try again shortly.",
@@ -177,7 +185,7 @@ async def _reserve(account: Account, amount: int) -> int:
 async def settle(reservation: Reservation, exchange: Exchange) -> None:
     credits = exchange.cost.nanos if exchange.candidate and exchange.candidate.paid_with_credits else 0
     try:
-        await get_store().settle(reservation.account, reservation.amount, exchange.cost.nanos, credits)
+        await get_store().settle(reservation.account, reservation.amount, exchange.cost.nanos, credits, reservation.hold)
     except Exception:  # kept by the store and sent again; the usage record is the bill
         log.warning("could not settle a reservation now; it will be retried", exc_info=True)
 
@@ -233,7 +241,7 @@ async def _answer_json(exchange: Exchange, wire, response, send) -> None:
         )
     except UpstreamFormatError as e:
         raise GatewayError(502, f"The provider's answer could not be read: {e}", "upstream_error") from None
-    exchange.usage, exchange.finish_reason = usage, reason or ""
+    exchange.usage, exchange.finish_reason = _or_estimate(usage, exchange, out), reason or ""
     exchange.first_byte_at = time.monotonic()
     _price(exchange)
     payload = orjson.dumps(out)
@@ -274,6 +282,18 @@ async def _send_item(exchange: Exchange, item, send) -> None:
     await http.send_sse(send, payload)
 
 
+def _or_estimate(usage: Usage | None, exchange: Exchange, answer: dict | None = None, chunks: int = 0) -> Usage:
+    """The provider's counts, or, when it sent none (or only zeros), an estimate: an answer
+    is never free because its provider forgot to count it."""
+    if usage is not None and usage.total_tokens > 0:
+        return usage
+    text = ""
+    if answer:
+        message = ((answer.get("choices") or [{}])[0] or {}).get("message") or {}
+        text = str(message.get("content") or "") + str(message.get("tool_calls") or "")
+    return Usage(exchange.prompt_estimate, max(len(text) // 4, chunks, 1))
+
+
 def _streamed_usage(exchange: Exchange, translator) -> Usage:
     """What a stream cut short is billed: the provider's figures as far as they came, else an
     estimate of one token per chunk sent."""
@@ -292,7 +312,7 @@ async def _answer_stream(exchange: Exchange, wire, response, send, include_usage
         await _pump(exchange, translator, response, send)
         if translator.state.finish_reason is None:
             raise GatewayError(502, "The provider's stream ended before the answer was complete.", "upstream_error")
-        exchange.usage = translator.state.usage or _streamed_usage(exchange, translator)
+        exchange.usage = _or_estimate(translator.state.usage, exchange, chunks=translator.state.chunks)
         exchange.finish_reason = translator.state.finish_reason
         for item in translator.finish():
             await _send_item(exchange, item, send)

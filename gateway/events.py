@@ -60,11 +60,11 @@ async def listen(handle) -> None:
 
 
 async def _listen_redis(handle) -> None:
-    from gateway.redis import async_client
+    from gateway.redis import async_listener
 
     while True:
         try:
-            pubsub = async_client().pubsub(ignore_subscribe_messages=True)
+            pubsub = async_listener().pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(CHANNEL)
             handle({"kind": "resync"})  # events may have been missed while disconnected
             async for message in pubsub.listen():

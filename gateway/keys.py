@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from gateway.iam import Rule
 from gateway.pricing import to_nanos
@@ -65,6 +65,12 @@ def load_snapshot(token_hash: str) -> KeySnapshot | None:
     from apikeys.models import ApiKey, IamRule, ProviderKey
     from apikeys.services import provider_key_token
 
+    # Django retires a broken or aged connection at each request's start and end; /v1 runs
+    # outside that cycle, so it is done here. Otherwise a connection broken by a database
+    # restart stays broken: every later load fails although the database is back. (Never
+    # inside a transaction, which closing would end.)
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
     key = ApiKey.objects.select_related("project__organization").filter(token_hash=token_hash).first()
     if key is None:
         return None
@@ -150,5 +156,7 @@ class SnapshotCache:
         for token_hash in [h for h, (s, _) in self._entries.items() if s.org_id == org_id]:
             self._entries.pop(token_hash, None)
 
-    def forget_all(self) -> None:
-        self._entries.clear()
+    def expire_all(self) -> None:
+        """Every snapshot is reloaded at its next use, but kept until then: should the
+        database be away, the key is still served from it (as when its TTL runs out)."""
+        self._entries = {h: (snapshot, 0.0) for h, (snapshot, _) in self._entries.items()}

@@ -13,6 +13,22 @@ def sync_client():
 
 
 _async_clients: dict = {}
+_listener_clients: dict = {}
+
+
+def async_listener():
+    """A client for pub/sub: it waits for messages indefinitely, so it has no socket
+    timeout (the shared client's would end an idle subscription every few seconds)."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    if loop not in _listener_clients:
+        _listener_clients[loop] = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=2, health_check_interval=30
+        )
+    return _listener_clients[loop]
 
 
 def async_client():

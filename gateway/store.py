@@ -39,7 +39,7 @@ class MemoryStore:
         self.spent: dict[str, int] = {}
         self.credit_reserved: dict[str, int] = {}
 
-    async def reserve(self, account: Account, amount: int) -> int:
+    async def reserve(self, account: Account, amount: int, hold: str = "") -> int:
         # No await between check and update: atomic within the event loop.
         usage = self.usage.setdefault(account.key_id, account.key_usage)
         if account.key_limit is not None and usage + self.reserved.get(account.key_id, 0) + amount > account.key_limit:
@@ -52,7 +52,7 @@ class MemoryStore:
         self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) + amount
         return OK
 
-    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int) -> None:
+    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int, hold: str = "") -> None:
         """Releases `reserved` and adds the real cost; `credits_actual` is what credits paid."""
         self.usage[account.key_id] = self.usage.get(account.key_id, account.key_usage) + actual
         self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) - reserved
@@ -66,8 +66,8 @@ class MemoryStore:
 
 
 _RESERVE = """
--- KEYS: key usage, key reserved, org spent, org reserved
--- ARGV: amount, key limit (-1: none), key usage from the db, org credited (-1: no credits), org spent from the db
+-- KEYS: key usage, key reserved, org spent, org reserved, key holds
+-- ARGV: amount, key limit (-1: none), key usage from the db, org credited (-1: no credits), org spent from the db, hold id
 redis.call('SET', KEYS[1], ARGV[3], 'NX')
 local amount = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -83,12 +83,16 @@ if credited >= 0 then
   redis.call('INCRBY', KEYS[4], amount)
 end
 redis.call('INCRBY', KEYS[2], amount)
+redis.call('HSET', KEYS[5], ARGV[6], amount)
 return 0
 """
 
 _SETTLE = """
--- KEYS: key usage, key reserved, org spent, org reserved
--- ARGV: reserved, actual, key usage from the db, credits reserved (0 or reserved), credits actual, org spent from the db
+-- KEYS: key usage, key reserved, org spent, org reserved, key holds
+-- ARGV: reserved, actual, key usage from the db, credits reserved (0 or reserved), credits actual, org spent from the db, hold id
+-- A hold is settled once: sent again (its first reply was lost), or for a reservation that
+-- never ran, this does nothing.
+if tonumber(ARGV[1]) > 0 and redis.call('HDEL', KEYS[5], ARGV[7]) == 0 then return 0 end
 redis.call('SET', KEYS[1], ARGV[3], 'NX')
 redis.call('INCRBY', KEYS[1], ARGV[2])
 redis.call('DECRBY', KEYS[2], ARGV[1])
@@ -154,7 +158,8 @@ class RedisStore:
 
     def _keys(self, account: Account) -> list[str]:
         p = self.PREFIX
-        return [f"{p}usage:{account.key_id}", f"{p}res:{account.key_id}", f"{p}spent:{account.org_id}", f"{p}cres:{account.org_id}"]
+        return [f"{p}usage:{account.key_id}", f"{p}res:{account.key_id}", f"{p}spent:{account.org_id}",
+                f"{p}cres:{account.org_id}", f"{p}holds:{account.key_id}"]
 
     def _pipeliner(self) -> _Pipeliner:
         loop = asyncio.get_running_loop()
@@ -162,18 +167,30 @@ class RedisStore:
             self._pipeliners[loop] = _Pipeliner()
         return self._pipeliners[loop]
 
-    async def reserve(self, account: Account, amount: int) -> int:
+    async def reserve(self, account: Account, amount: int, hold: str = "") -> int:
+        """`hold` names the reservation (unique per request): settling it is then idempotent."""
         limit = -1 if account.key_limit is None else account.key_limit
         credited = -1 if account.org_credited is None else account.org_credited
-        args = [amount, limit, account.key_usage, credited, account.org_spent]
-        outcome = int(await self._pipeliner().run(_RESERVE, self._keys(account), args))
+        args = [amount, limit, account.key_usage, credited, account.org_spent, hold]
+        try:
+            outcome = int(await self._pipeliner().run(_RESERVE, self._keys(account), args))
+        except Exception:
+            # Redis may have run the script and only its reply been lost: release the hold
+            # once Redis answers again (a no-op if it never ran), or it is held for ever.
+            self._unsettled.append((self._keys(account), self._settle_args(account, amount, 0, 0, hold)))
+            raise
         if self._unsettled:
             await self._settle_backlog()
         return outcome
 
-    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int) -> None:
+    @staticmethod
+    def _settle_args(account: Account, reserved: int, actual: int, credits_actual: int, hold: str) -> list:
         credits_reserved = reserved if account.org_credited is not None else 0
-        args = [reserved, actual, account.key_usage, credits_reserved, credits_actual, account.org_spent]
+        return [reserved, actual, account.key_usage, credits_reserved, credits_actual, account.org_spent, hold]
+
+    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int, hold: str = "") -> None:
+        """Sent again later when it fails; the hold makes a second delivery a no-op."""
+        args = self._settle_args(account, reserved, actual, credits_actual, hold)
         keys = self._keys(account)
         try:
             await self._pipeliner().run(_SETTLE, keys, args)
@@ -183,12 +200,12 @@ class RedisStore:
 
     async def _settle_backlog(self) -> None:
         backlog, self._unsettled = self._unsettled, []
-        for index, (keys, args) in enumerate(backlog):
-            try:
-                await self._pipeliner().run(_SETTLE, keys, args)
-            except Exception:
-                self._unsettled.extend(backlog[index:])
-                return
+        # All at once, so the pipeliner sends them in one round trip: after a long outage
+        # there is one per request that was refused or in flight, and the request that found
+        # Redis back must not wait for thousands of round trips.
+        results = await asyncio.gather(*(self._pipeliner().run(_SETTLE, keys, args) for keys, args in backlog),
+                                       return_exceptions=True)
+        self._unsettled.extend(item for item, result in zip(backlog, results) if isinstance(result, BaseException))
 
 
 _store = None

@@ -122,9 +122,19 @@ async def open_response(call: UpstreamCall, wire: WireFormat, token: str) -> aio
 async def read_json(response: aiohttp.ClientResponse, token: str):
     """The whole body of a non-streaming answer, capped, as parsed JSON."""
     limit = settings.UPSTREAM_MAX_RESPONSE_BYTES
+    chunks, size = [], 0
     try:
-        async with asyncio.timeout(settings.UPSTREAM_IDLE_TIMEOUT):
-            raw = await response.content.read(limit + 1)
+        # read(n) returns what has arrived so far (at most n), not n bytes: an answer that
+        # comes in several pieces is read piece by piece until its end, or past the cap.
+        # The idle timeout applies to each piece, as for a stream.
+        while size <= limit:
+            async with asyncio.timeout(settings.UPSTREAM_IDLE_TIMEOUT):
+                chunk = await response.content.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        raw = b"".join(chunks)
     except TimeoutError:
         raise GatewayError(504, "The provider stopped answering.", "upstream_timeout") from None
     except aiohttp.ClientError:

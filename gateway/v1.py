@@ -102,7 +102,10 @@ class GatewayApp:
     def on_event(self, event: dict) -> None:
         kind = event.get("kind")
         if kind == "resync":
-            self.snapshots.forget_all()
+            # Events may have been missed: reload every key before trusting it again, but do
+            # not drop them. The subscription is renewed whenever its connection idles out, and
+            # dropping every key then would refuse them all while the database is away.
+            self.snapshots.expire_all()
         elif kind in ("config", "project_deleted"):
             self.snapshots.forget_organization(event.get("organization", ""))
         if kind == "project_deleted":
