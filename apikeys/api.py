@@ -1,6 +1,6 @@
 """REST endpoints of API keys, IAM rules and provider keys: parse → service → render."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 

@@ -1,7 +1,6 @@
 """Actions on API keys, their IAM rules and provider keys: the only code that writes them."""
 
 import re
-import secrets
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings

@@ -9,6 +9,7 @@ as `tool_result` blocks inside a user turn. Answers and SSE events come back as 
 import orjson
 
 from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, Usage, WireFormat, clean_count
+from gateway.wire.parts import as_dict as _dict, as_list as _list, is_number as _number, load_event, split_data_url, stop_sequences, text_of
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out
@@ -28,35 +29,7 @@ def finish_reason(stop_reason) -> str:
     return FINISH_REASONS.get(stop_reason, "stop")
 
 
-def _dict(value) -> dict:
-    """The value when it is a JSON object, else an empty one: providers' odd shapes must not crash us."""
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value) -> list:
-    return value if isinstance(value, list) else []
-
-
 # --- request -------------------------------------------------------------------------------
-
-
-def text_of(content) -> str:
-    """The text of an OpenAI message content: a string, or a list of parts."""
-    if isinstance(content, str):
-        return content
-    texts = [p.get("text") for p in _list(content) if isinstance(p, dict) and p.get("type") == "text"]
-    return "\n".join(t for t in texts if isinstance(t, str) and t)
-
-
-def split_data_url(url: str) -> tuple[str, str] | None:
-    """`data:image/png;base64,AAAA` → ("image/png", "AAAA"); None for anything else."""
-    if not url.startswith("data:"):
-        return None
-    header, comma, data = url[5:].partition(",")
-    params = header.split(";")
-    if not comma or "base64" not in params[1:]:
-        return None
-    return params[0] or "application/octet-stream", data
 
 
 def image_url_of(part: dict) -> str:
@@ -200,15 +173,6 @@ def max_tokens_of(body: dict) -> int:
     return DEFAULT_MAX_TOKENS
 
 
-def stop_sequences(stop) -> list[str]:
-    values = [stop] if isinstance(stop, str) else _list(stop)
-    return [s for s in values if isinstance(s, str) and s]
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def translate_request(body: dict, upstream_model: str, stream: bool) -> dict:
     system, turns = translate_messages(body.get("messages"))
     payload = {"model": upstream_model, "max_tokens": max_tokens_of(body), "messages": turns}
@@ -260,16 +224,6 @@ def message_of(content: list) -> dict:
     if calls:
         message["tool_calls"] = calls
     return message
-
-
-def load_event(data: str) -> dict:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamFormatError("the provider sent an event that is not JSON") from None
-    if not isinstance(payload, dict):
-        raise UpstreamFormatError("the provider sent an event that is not a JSON object")
-    return payload
 
 
 class AnthropicStream(StreamTranslator):

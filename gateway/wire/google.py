@@ -14,6 +14,7 @@ from urllib.parse import quote
 import orjson
 
 from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, Usage, WireFormat, clean_count
+from gateway.wire.parts import as_dict as _dict, as_list as _list, is_number as _number, load_event, split_data_url, stop_sequences, text_of
 
 FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
@@ -27,39 +28,7 @@ def finish_reason(raw, saw_tool_call: bool) -> str:
     return "tool_calls" if saw_tool_call else "stop"
 
 
-def _dict(value) -> dict:
-    """The value when it is a JSON object, else an empty one: providers' odd shapes must not crash us."""
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 # --- request -------------------------------------------------------------------------------
-
-
-def text_of(content) -> str:
-    """The text of an OpenAI message content: a string, or a list of parts."""
-    if isinstance(content, str):
-        return content
-    texts = [p.get("text") for p in _list(content) if isinstance(p, dict) and p.get("type") == "text"]
-    return "\n".join(t for t in texts if isinstance(t, str) and t)
-
-
-def split_data_url(url: str) -> tuple[str, str] | None:
-    """`data:image/png;base64,AAAA` → ("image/png", "AAAA"); None for anything else."""
-    if not url.startswith("data:"):
-        return None
-    header, comma, data = url[5:].partition(",")
-    params = header.split(";")
-    if not comma or "base64" not in params[1:]:
-        return None
-    return params[0] or "application/octet-stream", data
 
 
 def image_part(part: dict) -> dict | None:
@@ -180,11 +149,6 @@ def max_tokens_of(body: dict) -> int | None:
     return None
 
 
-def stop_sequences(stop) -> list[str]:
-    values = [stop] if isinstance(stop, str) else _list(stop)
-    return [s for s in values if isinstance(s, str) and s]
-
-
 def generation_config(body: dict) -> dict:
     config = {}
     for openai_name, google_name in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
@@ -280,16 +244,6 @@ def readable(data) -> bool:
     """Whether a whole answer is a GenerateContentResponse: candidates, or feedback on a
     prompt that got none."""
     return isinstance(data, dict) and (isinstance(data.get("candidates"), list) or isinstance(data.get("promptFeedback"), dict))
-
-
-def load_event(data: str) -> dict:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamFormatError("the provider sent an event that is not JSON") from None
-    if not isinstance(payload, dict):
-        raise UpstreamFormatError("the provider sent an event that is not a JSON object")
-    return payload
 
 
 class GoogleStream(StreamTranslator):
