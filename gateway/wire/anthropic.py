@@ -9,7 +9,16 @@ as `tool_result` blocks inside a user turn. Answers and SSE events come back as 
 import orjson
 
 from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, Usage, WireFormat, clean_count
-from gateway.wire.parts import as_dict as _dict, as_list as _list, is_number as _number, load_event, split_data_url, stop_sequences, text_of
+from gateway.wire.parts import (
+    as_dict as _dict,
+    as_list as _list,
+    is_number as _number,
+    load_event,
+    parsed_arguments,
+    split_data_url,
+    stop_sequences,
+    text_of,
+)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out
@@ -63,17 +72,6 @@ def content_blocks(content) -> list[dict]:
             if block:
                 blocks.append(block)
     return blocks
-
-
-def parsed_arguments(arguments) -> dict:
-    """OpenAI sends tool arguments as a JSON string; Anthropic wants the object itself."""
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        value = orjson.loads(arguments) if isinstance(arguments, (str, bytes)) else None
-    except orjson.JSONDecodeError:
-        value = None
-    return value if isinstance(value, dict) else {}
 
 
 def tool_use_blocks(tool_calls) -> list[dict]:

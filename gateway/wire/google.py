@@ -14,7 +14,16 @@ from urllib.parse import quote
 import orjson
 
 from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, Usage, WireFormat, clean_count
-from gateway.wire.parts import as_dict as _dict, as_list as _list, is_number as _number, load_event, split_data_url, stop_sequences, text_of
+from gateway.wire.parts import (
+    as_dict as _dict,
+    as_list as _list,
+    is_number as _number,
+    load_event,
+    parsed_arguments,
+    split_data_url,
+    stop_sequences,
+    text_of,
+)
 
 FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
@@ -58,17 +67,6 @@ def content_parts(content) -> list[dict]:
         elif part.get("type") == "image_url" and (image := image_part(part)):
             parts.append(image)
     return parts
-
-
-def parsed_arguments(arguments) -> dict:
-    """OpenAI sends tool arguments as a JSON string; Gemini wants the object itself."""
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        value = orjson.loads(arguments) if isinstance(arguments, (str, bytes)) else None
-    except orjson.JSONDecodeError:
-        value = None
-    return value if isinstance(value, dict) else {}
 
 
 def function_call_parts(tool_calls, names: dict) -> list[dict]:

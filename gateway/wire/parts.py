@@ -51,3 +51,14 @@ def load_event(data: str) -> dict:
     if not isinstance(payload, dict):
         raise UpstreamFormatError("the provider sent an event that is not a JSON object")
     return payload
+
+
+def parsed_arguments(arguments) -> dict:
+    """OpenAI sends tool arguments as a JSON string; Anthropic and Gemini want the object."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = orjson.loads(arguments) if isinstance(arguments, (str, bytes)) else None
+    except orjson.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else {}
