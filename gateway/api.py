@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from drf_spectacular.utils import inline_serializer
 import orjson
 from rest_framework import exceptions, parsers, serializers
@@ -82,10 +82,6 @@ def exception_handler(exc, context):
             response["WWW-Authenticate"] = exc.auth_header
         return response
     return None  # an unexpected error: Django's 500 handler answers (see gateway/urls.py)
-
-
-def json_error(message: str, code: str, status_code: int) -> JsonResponse:
-    return JsonResponse(error_body(message, code), status=status_code)
 
 
 class JSONParser(parsers.JSONParser):

@@ -24,10 +24,6 @@ def cache_key(project_id: str, version: int, body: bytes) -> str:
     return f"{PREFIX}{project_id}:{version}:{hashlib.sha256(body).hexdigest()}"
 
 
-def project_prefix(project_id: str) -> str:
-    return f"{PREFIX}{project_id}:"
-
-
 class RedisResponseCache:
     async def get(self, key: str) -> dict | None:
         from gateway.redis import async_client

@@ -61,9 +61,6 @@ class MemoryStore:
         if credits_actual:
             self.spent[account.org_id] = self.spent.get(account.org_id, account.org_spent) + credits_actual
 
-    async def forget(self) -> None:
-        self.__init__()
-
 
 _RESERVE = """
 -- KEYS: key usage, key reserved, org spent, org reserved, key holds
