@@ -1,4 +1,4 @@
-# The two commands of CONTRACT.md §1. Only Python is needed: everything else installs into .venv.
+# The two commands: `make run` and `make test`. Only Python is needed: everything else installs into .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -1,4 +1,4 @@
-"""JSON shapes of API keys, IAM rules and provider keys (CONTRACT.md §3)."""
+"""JSON shapes of API keys, IAM rules and provider keys (docs/api.md)."""
 
 from rest_framework import serializers
 

@@ -11,7 +11,7 @@ class Provider:
     id: str
     name: str
     wire_format: str  # "openai" | "anthropic" | "google"
-    base_url: str  # the vendor SDK's convention, see CONTRACT.md §2
+    base_url: str  # the vendor SDK's convention (docs/api.md, "Base URLs")
 
     @property
     def env_prefix(self) -> str:

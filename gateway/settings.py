@@ -1,4 +1,4 @@
-"""Settings: every knob comes from the environment (CONTRACT.md §2).
+"""Settings: every knob comes from the environment (the README lists them all).
 
 The defaults run on a laptop with nothing installed: SQLite, an in-process cache and a
 filesystem broker in DATA_DIR. Production sets DATABASE_URL and REDIS_URL.
@@ -96,6 +96,15 @@ ENCRYPTION_KEYS = [
 
 HOST = env_str("HOST", "127.0.0.1")
 PORT = env_int("PORT", 8000)
+REDIS_URL = env_str("REDIS_URL")
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1)
+if WEB_CONCURRENCY > 1 and not REDIS_URL:
+    # Each web process would keep its own spend counters: every hard limit would silently
+    # become a per-process limit.
+    raise ImproperlyConfigured(
+        f"WEB_CONCURRENCY={WEB_CONCURRENCY} needs REDIS_URL: without Redis each web process keeps its own "
+        "spend counters and rate limits, so limits would be per process. Set REDIS_URL, or WEB_CONCURRENCY=1."
+    )
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()
@@ -176,7 +185,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -280,18 +288,37 @@ PROVIDER_VALIDATION_TIMEOUT = float(env_str("PROVIDER_VALIDATION_TIMEOUT", "10")
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "gateway@localhost")
 
-if not DEBUG:
-    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto. Browsers keep Secure
-    # cookies on http://localhost and 127.0.0.1 too, so `make run` still logs in.
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)  # sent on HTTPS answers only
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+
+
+def secure_cookies() -> bool:
+    """SECURE_COOKIES: `true`/`false` force it; `auto` (the default) makes cookies Secure only
+    when the site is configured for HTTPS (SECURE_SSL_REDIRECT, or CSRF_TRUSTED_ORIGINS all
+    https). A browser drops Secure cookies on plain HTTP anywhere but loopback, so forcing
+    them would make sign-in fail on http://<lan-address>:8000."""
+    raw = env_str("SECURE_COOKIES", "auto").lower()
+    if raw not in ("auto", "true", "false"):
+        raise ImproperlyConfigured(f"SECURE_COOKIES must be auto, true or false, not {raw!r}")
+    if raw != "auto":
+        return raw == "true"
+    https_origins = bool(CSRF_TRUSTED_ORIGINS) and all(o.lower().startswith("https://") for o in CSRF_TRUSTED_ORIGINS)
+    return SECURE_SSL_REDIRECT or https_origins
+
+
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = secure_cookies()
+CSRF_FAILURE_VIEW = "projects.views.csrf_failure"
 # W008: HTTP → HTTPS redirects belong to the proxy in front (SECURE_SSL_REDIRECT opts in).
 # W021: HSTS preload is a commitment for the operator's domain, not a default.
 SILENCED_SYSTEM_CHECKS = ["security.W008", "security.W021"]
+if not SESSION_COOKIE_SECURE:
+    # W012, W016: a site served over plain HTTP (SECURE_COOKIES=auto saw no HTTPS settings)
+    # cannot use Secure cookies; docs/deploy.md says how to configure HTTPS.
+    SILENCED_SYSTEM_CHECKS += ["security.W012", "security.W016"]
+if not DEBUG:
+    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)  # sent on HTTPS answers only
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 
 LOGGING = {
     "version": 1,

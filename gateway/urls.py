@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.http import JsonResponse
+from django.http import HttpResponseServerError, JsonResponse
+from django.shortcuts import render
+from django.template import loader
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -32,14 +34,19 @@ def _json_for_api(request) -> bool:
 def handler404(request, exception=None):
     if _json_for_api(request):
         return JsonResponse(error_body("no such endpoint", "not_found"), status=404)
-    from django.views.defaults import page_not_found
+    context = {"title": "Page not found", "status": 404, "request_path": request.path}
+    return render(request, "404.html", context, status=404)
 
-    return page_not_found(request, exception)
+
+def handler403(request, exception=None):
+    if _json_for_api(request):
+        return JsonResponse(error_body("not allowed", "permission_denied"), status=403)
+    context = {"title": "Not allowed", "status": 403, "exception": str(exception or "")}
+    return render(request, "403.html", context, status=403)
 
 
 def handler500(request):
     if _json_for_api(request):
         return JsonResponse(error_body("internal error; it has been logged", "internal_error"), status=500)
-    from django.views.defaults import server_error
-
-    return server_error(request)
+    # Rendered without a request context: the page must not need the database.
+    return HttpResponseServerError(loader.get_template("500.html").render())

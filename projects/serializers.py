@@ -1,4 +1,4 @@
-"""JSON shapes of the projects app (camelCase, as CONTRACT.md §3 shows them)."""
+"""JSON shapes of the projects app (camelCase, as docs/api.md shows them)."""
 
 from rest_framework import serializers
 

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from apikeys import services as key_services
 from apikeys.forms import ApiKeyForm
+from apikeys.selectors import payment_gap
 from gateway.errors import NotFound, ServiceError
 from projects import access, services
 from projects.dashboard import (
@@ -318,7 +319,8 @@ def _wizard_first_key(request, context: dict):
         except ServiceError as e:
             show_error(form, e)
         else:
-            return _wizard(request, context, 5, {}, project=project, token=token, api_key=key)
+            return _wizard(request, context, 5, {}, project=project, token=token, api_key=key,
+                           payment_gap=payment_gap(project))
     return _wizard(request, context, 4, {}, project=project, key_form=form, status=400)
 
 
@@ -395,3 +397,21 @@ def project_delete(request, project_id):
     services.project_delete(project=project)
     messages.success(request, f"Project \u201c{project.name}\u201d was deleted.")
     return redirect_page(request, reverse("organization", args=[project.organization_id]))
+
+
+# --- error pages ----------------------------------------------------------------------------------
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: a styled page saying what went wrong and what to do, instead of
+    Django's bare 403. `reason` is Django's (csrf.REASON_*); it is not shown verbatim."""
+    from django.conf import settings
+    from django.middleware.csrf import REASON_BAD_ORIGIN, REASON_NO_CSRF_COOKIE
+
+    context = {
+        "title": "The form could not be checked", "status": 403,
+        "no_cookie": reason == REASON_NO_CSRF_COOKIE,
+        "bad_origin": reason.startswith(REASON_BAD_ORIGIN.split("%")[0]),
+        "secure_cookies": settings.CSRF_COOKIE_SECURE,
+    }
+    return render(request, "403_csrf.html", context, status=403)

@@ -6,6 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,10 +29,48 @@ def test_check_deploy_is_clean_with_debug_off():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cookies_are_secure_httponly_and_samesite_when_debug_is_off():
-    result = _run(SETUP + "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, "
-                  "s.SESSION_COOKIE_SAMESITE, s.SECURE_PROXY_SSL_HEADER[0])", DEBUG="false", DATA_DIR=tempfile.mkdtemp())
-    assert result.stdout.split() == ["True", "True", "True", "Lax", "HTTP_X_FORWARDED_PROTO"], result.stderr
+COOKIES = "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SESSION_COOKIE_SAMESITE)"
+
+
+@pytest.mark.parametrize(
+    ("environment", "secure"),
+    [
+        ({}, "False"),  # auto, nothing says HTTPS: plain HTTP on any host must sign in
+        ({"CSRF_TRUSTED_ORIGINS": "https://gateway.example.com"}, "True"),
+        ({"CSRF_TRUSTED_ORIGINS": "https://gateway.example.com,http://10.0.0.5:8000"}, "False"),  # not all https
+        ({"SECURE_SSL_REDIRECT": "true"}, "True"),
+        ({"SECURE_COOKIES": "true"}, "True"),
+        ({"SECURE_COOKIES": "false", "SECURE_SSL_REDIRECT": "true"}, "False"),
+    ],
+)
+def test_secure_cookies_auto_follows_the_https_configuration(environment, secure):
+    result = _run(SETUP + COOKIES, DEBUG="false", DATA_DIR=tempfile.mkdtemp(), **environment)
+
+    assert result.stdout.split() == [secure, secure, "True", "Lax"], result.stderr
+
+
+def test_a_bad_secure_cookies_value_names_the_setting():
+    result = _run(SETUP, DATA_DIR=tempfile.mkdtemp(), SECURE_COOKIES="sometimes")
+
+    assert result.returncode != 0 and "SECURE_COOKIES must be auto, true or false" in result.stderr
+
+
+def test_behind_a_tls_proxy_x_forwarded_proto_marks_requests_secure():
+    result = _run(SETUP + "print(s.SECURE_PROXY_SSL_HEADER[0])", DEBUG="false", DATA_DIR=tempfile.mkdtemp())
+
+    assert result.stdout.strip() == "HTTP_X_FORWARDED_PROTO", result.stderr
+
+
+def test_more_than_one_web_process_without_redis_refuses_to_start_naming_both_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**{k: v for k, v in os.environ.items() if k != "REDIS_URL"}, "WEB_CONCURRENCY": "2",
+             "DATA_DIR": tempfile.mkdtemp()},
+    )
+
+    assert result.returncode != 0
+    assert "WEB_CONCURRENCY=2 needs REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr  # one line naming the settings, not a stack
 
 
 def test_it_refuses_to_start_without_secrets_it_cannot_generate():

@@ -11,7 +11,7 @@ from tests.test_access_table import ALL_ROUTES, BY_QUERY_OR_BODY, OWN_ONLY, _fil
 from usage import services as usage_services
 
 D, A, O = "developer", "admin", "owner"
-# The least role each route and method needs (CONTRACT.md §3: developers read and manage
+# The least role each route and method needs (docs/api.md, "Roles": developers read and manage
 # API keys; admins also manage projects, provider keys and members; owners delete).
 NEEDS = {
     ("get", "/api/v1/organizations/<str:organization_id>"): D,

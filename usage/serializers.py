@@ -1,4 +1,4 @@
-"""JSON shapes of usage logs, the credits ledger and spending alerts (CONTRACT.md §3)."""
+"""JSON shapes of usage logs, the credits ledger and spending alerts (docs/api.md)."""
 
 from rest_framework import serializers
 

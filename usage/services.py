@@ -124,6 +124,24 @@ def _disable_keys_at_limit(key_ids) -> None:
         events.config_changed(key.project.organization_id)
 
 
+def _lock_projects(project_ids: set[str]) -> set[str]:
+    """The projects that still exist, share-locked in a fixed order until the batch commits.
+
+    A project deletion locks its project row first (FOR UPDATE); taking the same row first
+    here means one of the two waits for the other, instead of each holding a lock the other
+    needs (the rows' foreign keys to the project's API keys) and deadlocking. FOR SHARE lets
+    concurrent batches of the same project proceed together. SQLite serializes writers, so
+    nothing is needed there."""
+    ids = sorted(project_ids)
+    if connection.vendor != "postgresql":
+        return set(Project.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {Project._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR SHARE", [ids]
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 @transaction.atomic
 def usage_ingest(*, records: list[dict]) -> int:
     """Stores usage records once each, however often a batch is delivered, and moves key
@@ -140,7 +158,7 @@ def usage_ingest(*, records: list[dict]) -> int:
     fresh = [r for rid, r in by_id.items() if rid not in stored and rid not in billed]
     if not fresh:
         return 0
-    live = set(Project.objects.filter(pk__in={r["project_id"] for r in fresh}).values_list("pk", flat=True))
+    live = _lock_projects({r["project_id"] for r in fresh})
     kept = [r for r in fresh if r["project_id"] in live]
     _insert_rows(kept)
     rollups.add_records(kept)

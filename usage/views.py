@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apikeys.models import ApiKey
+from apikeys.selectors import payment_gap
 from gateway.api import keyset_page
 from gateway.errors import NotFound, ServiceError
 from gateway.money import format_money
@@ -56,6 +57,7 @@ def project_overview(request, project_id):
         has_usage=summary["requests"] > 0,
         key_count=project.api_keys.count(),
         notices=notices,
+        payment_gap=payment_gap(project),
     )
     if context["has_usage"]:
         context["charts"] = {
