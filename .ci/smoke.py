@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -137,8 +138,12 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float) -> dict:
     raise SmokeFailure(f"/readyz not ready after {timeout:.0f} s: {last}")
 
 
-def web_processes(pgid: int) -> list[str]:
-    return [c for c in group_members(pgid).values() if "uvicorn" in c and "multiprocessing" in c]
+def web_processes(pgid: int, concurrency: int) -> list[str]:
+    """uvicorn itself with one worker; with more, the workers it spawns."""
+    commands = group_members(pgid).values()
+    if concurrency == 1:
+        return [c for c in commands if "uvicorn" in c]
+    return [c for c in commands if "multiprocessing.spawn" in c]
 
 
 def user_session(base: str, clone: Path, env: dict, fake: FakeUpstream, concurrency: int) -> None:
@@ -200,7 +205,8 @@ def readme_walk_through(base: str, clone: Path) -> None:
     if result.returncode != 0:
         raise SmokeFailure(f"the README walk-through failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
                            f"{result.stderr[-3000:]}")
-    names = dict(pair.split("=", 1) for pair in result.stdout.strip().splitlines()[-1].split())
+    # The script ends by echoing the names it made (after a JSON answer with no newline).
+    names = dict(re.findall(r"(LLMGW_KEY|PROJ|TOKEN)=(\S+)", result.stdout.strip().splitlines()[-1]))
     snippet = clone / "sdk-snippet.py"
     snippet.write_text(readme_block("The gateway with the OpenAI SDK", "python"))
     result = subprocess.run([sys.executable, str(snippet)], env={**env, "LLMGW_KEY": names["LLMGW_KEY"]},
@@ -279,9 +285,9 @@ def main() -> int:
             requirements_pinned(clone)
             concurrency = 1 if args.embedded else 2
             deadline = time.monotonic() + 30
-            while len(web_processes(process.pid)) < concurrency and time.monotonic() < deadline:
+            while len(web_processes(process.pid, concurrency)) < concurrency and time.monotonic() < deadline:
                 time.sleep(0.3)
-            if len(web_processes(process.pid)) != concurrency:
+            if len(web_processes(process.pid, concurrency)) != concurrency:
                 raise SmokeFailure(f"expected {concurrency} web worker processes: {group_members(process.pid)}")
             user_session(base, clone, env, fake, concurrency)
             readme_walk_through(base, clone)

@@ -267,3 +267,11 @@ def test_bin_run_stops_everything_when_one_part_dies(running_gateway):
         time.sleep(0.2)
     assert _group_members(pgid) == {}, "the worker or beat outlived the web server"
 
+
+
+def test_bin_run_refuses_an_unknown_role_before_starting_anything(tmp_path):
+    result = subprocess.run(["bin/run", "web", "scheduler"], cwd=ROOT, env=_env(tmp_path / "data"),
+                            capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 2
+    assert "unknown role 'scheduler' (web, worker or beat)" in result.stderr
