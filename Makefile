@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export DJANGO_SETTINGS_MODULE := gateway.settings
+export DJANGO_SETTINGS_MODULE := config.settings
 
 .PHONY: run test bench install install-dev migrate
 

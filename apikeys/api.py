@@ -18,8 +18,8 @@ from apikeys.serializers import (
     ProviderKeyOut,
     ProviderKeyPatchIn,
 )
-from gateway.api import envelope, parse, snake
-from gateway.errors import NotFound
+from core.rest import envelope, parse, snake
+from core.errors import NotFound
 from projects import access
 from projects.models import Membership
 

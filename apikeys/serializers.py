@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from apikeys.models import ApiKey, IamRule, ProviderKey
-from gateway.api import MoneyField, StrictSerializer
+from core.rest import MoneyField, StrictSerializer
 from gateway.providers import PROVIDERS
 
 

@@ -10,11 +10,12 @@ from apikeys import crypto
 from apikeys.models import ApiKey, IamRule, ProviderKey, mask
 from apikeys.urlsafety import check_base_url
 from apikeys.validation import validate_provider_token
-from gateway import events
-from gateway.errors import Conflict, ValidationFailed
-from gateway.ids import random_string
+from core import events
+from core.errors import Conflict, ValidationFailed
+from core.ids import random_string
 from gateway.providers import PROVIDERS
-from projects.models import Organization, Project, User, sha256_hex
+from projects.models import Organization, Project, User
+from core.hashing import sha256_hex
 
 Status = ApiKey.Status
 Reason = ApiKey.DisabledReason

@@ -12,7 +12,7 @@ urlpatterns = [
 ]
 
 
-# The dashboard's pages (gateway/urls.py mounts them at the root).
+# The dashboard's pages (config/urls.py mounts them at the root).
 from apikeys import views  # noqa: E402
 
 pages = [

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from gateway.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 
 def _fail(message: str) -> ValidationFailed:

@@ -3,8 +3,8 @@
 import requests
 from django.conf import settings
 
-from apikeys.crypto import redact
-from gateway.errors import ValidationFailed
+from core.redaction import redact
+from core.errors import ValidationFailed
 from gateway.providers import PROVIDERS
 
 

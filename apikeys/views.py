@@ -13,11 +13,13 @@ from apikeys import services
 from apikeys.forms import RULE_LABELS, ApiKeyForm, IamCheckForm, IamRuleForm, ProviderKeyForm
 from apikeys.models import ApiKey, IamRule, ProviderKey
 from gateway import catalog, iam, routing
-from gateway.errors import GatewayError, NotFound, ServiceError
+from core.errors import NotFound, ServiceError
+from gateway.errors import GatewayError
 from gateway.keys import KeySnapshot, ProviderCreds
-from gateway.money import format_money
+from core.money import format_money
 from gateway.providers import PROVIDERS
-from projects.dashboard import dashboard_view, organization_page, project_page, redirect_page, render_page, show_error
+from core.dashboard import dashboard_view, redirect_page, render_page, show_error
+from projects.dashboard import organization_page, project_page
 from projects.models import Membership, Project
 
 Role = Membership.Role

@@ -54,7 +54,7 @@ class System:
         self.upstream_port, self.gateway_port = free_port(), free_port()
         self.env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "gateway.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
             "DATA_DIR": self.data_dir,
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
             "REDIS_URL": REDIS_URL,
@@ -78,10 +78,10 @@ class System:
         subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
         subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], stdout=subprocess.DEVNULL, check=True)
         self.start(str(BIN / "python"), "bench/upstream.py", str(self.upstream_port), log="upstream.log")
-        self.worker = self.start(str(BIN / "celery"), "-A", "gateway", "worker", "--concurrency=1", "--loglevel=WARNING",
+        self.worker = self.start(str(BIN / "celery"), "-A", "config", "worker", "--concurrency=1", "--loglevel=WARNING",
                                  "--without-gossip", "--without-mingle", log="worker.log")
         self.gateway = self.start(
-            str(BIN / "uvicorn"), "gateway.asgi:application", "--host", "127.0.0.1", "--port", str(self.gateway_port),
+            str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.gateway_port),
             "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on",
             "--log-level", "warning", "--backlog", "4096", log="gateway.log",
         )

@@ -1,4 +1,0 @@
-# Celery's app loads with Django so that @shared_task binds to it.
-from gateway.celery import app as celery_app
-
-__all__ = ["celery_app"]

@@ -26,13 +26,13 @@ def cache_key(project_id: str, version: int, body: bytes) -> str:
 
 class RedisResponseCache:
     async def get(self, key: str) -> dict | None:
-        from gateway.redis import async_client
+        from core.redis import async_client
 
         raw = await async_client().get(key)
         return orjson.loads(raw) if raw else None
 
     async def put(self, key: str, project_id: str, entry: dict, ttl: int) -> None:
-        from gateway.redis import async_client
+        from core.redis import async_client
 
         raw = orjson.dumps(entry)
         if len(raw) <= MAX_ENTRY_BYTES:
@@ -118,7 +118,7 @@ def _sweep_table(live: dict[str, int]) -> int:
 
 
 def _sweep_redis(live: dict[str, int]) -> int:
-    from gateway.redis import sync_client
+    from core.redis import sync_client
 
     client = sync_client()
     removed, stats = 0, {}

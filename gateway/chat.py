@@ -14,7 +14,7 @@ from django.conf import settings
 from gateway import http, routing
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
-from gateway.ids import random_string
+from core.ids import random_string
 from gateway.keys import KeySnapshot
 from gateway.pricing import ZERO_COST, Cost, cost_of, to_nanos, worst_case
 from gateway.store import INSUFFICIENT_CREDITS, OK, Account, get_store

@@ -2,7 +2,7 @@
 read once from the database and then held in process memory (no SQL on a warm key).
 
 A snapshot lives SNAPSHOT_TTL seconds at most and is dropped at once when an event says
-its organization's configuration changed (gateway/events.py).
+its organization's configuration changed (core/events.py).
 """
 
 import asyncio

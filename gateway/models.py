@@ -1,13 +1,6 @@
 from django.db import models
 
 
-class Event(models.Model):
-    """An event for the gateway processes, on the embedded defaults (gateway/events.py)."""
-
-    data = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-
 class CachedResponse(models.Model):
     """A stored gateway answer, on the embedded defaults (with Redis the answers live there).
     Expired rows are removed by the cache-expiry task."""

@@ -119,7 +119,7 @@ class _Pipeliner:
         return await future
 
     async def _flush(self) -> None:
-        from gateway.redis import async_client
+        from core.redis import async_client
 
         batch, self._pending = self._pending, []
         client = async_client()

@@ -1,21 +1,10 @@
 """Celery tasks of the gateway: each safe to run twice."""
 
-from datetime import timedelta
-
 from celery import shared_task
-from django.utils import timezone
 
 from gateway import cache
-from gateway.models import Event
 
 
 @shared_task
 def expire_response_cache() -> int:
     return cache.sweep()
-
-
-@shared_task
-def purge_events() -> int:
-    """Events are read within a second; an hour later nobody needs them."""
-    deleted, _ = Event.objects.filter(created_at__lt=timezone.now() - timedelta(hours=1)).delete()
-    return deleted

@@ -13,7 +13,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apikeys.crypto import redact
+from core.redaction import redact
 from gateway.errors import GatewayError
 from gateway.wire.base import UpstreamCall, WireFormat
 
@@ -65,7 +65,7 @@ async def check_custom_host(base_url: str) -> None:
     if settings.ALLOW_PRIVATE_PROVIDER_URLS:
         return
     from apikeys.urlsafety import resolve_public
-    from gateway.errors import ServiceError
+    from core.errors import ServiceError
 
     parts = urlsplit(base_url)
     try:

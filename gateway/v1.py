@@ -8,14 +8,15 @@ import re
 from django.conf import settings
 from django.db import DatabaseError
 
-from gateway import chat, events, http, iam
+from core import events
+from gateway import chat, http, iam
 from gateway.catalog import BY_MODEL
 from gateway.errors import GatewayError
-from gateway.ids import random_string
+from core.ids import random_string
 from gateway.keys import KeySnapshot, SnapshotCache
 from gateway.throttle import FailureThrottle
 from gateway.usagelog import UsageLogBuffer
-from projects.models import sha256_hex
+from core.hashing import sha256_hex
 
 log = logging.getLogger(__name__)
 

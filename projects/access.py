@@ -6,7 +6,7 @@ forbidden, so ids of other tenants reveal nothing. A member whose role is too lo
 
 from django.db.models import QuerySet
 
-from gateway.errors import NotFound, PermissionDenied
+from core.errors import NotFound, PermissionDenied
 from projects.models import Membership, Organization, Project, User
 
 Role = Membership.Role

@@ -7,8 +7,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.api import envelope, parse, snake
-from gateway.errors import NotFound
+from core.rest import envelope, parse, snake
+from core.errors import NotFound
 from projects import access, services
 from projects.models import Membership, Project, SessionToken
 from projects.serializers import (

@@ -1,4 +1,3 @@
-import hashlib
 from decimal import Decimal
 
 from django.conf import settings
@@ -6,12 +5,8 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.utils import timezone
 
-from gateway.ids import PrefixedIdField
-from gateway.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
-
-
-def sha256_hex(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+from core.ids import PrefixedIdField
+from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 
 class UserManager(BaseUserManager):

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from gateway.api import MoneyField, StrictSerializer
+from core.rest import MoneyField, StrictSerializer
 from projects.models import Membership, Organization, Project
 
 

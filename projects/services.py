@@ -15,9 +15,10 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway import events
-from gateway.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, RateLimited, ValidationFailed
-from projects.models import Membership, Organization, Project, SessionToken, User, sha256_hex
+from core import events
+from core.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, RateLimited, ValidationFailed
+from projects.models import Membership, Organization, Project, SessionToken, User
+from core.hashing import sha256_hex
 
 Role = Membership.Role
 

@@ -16,7 +16,7 @@ urlpatterns = [
 ]
 
 
-# The dashboard's pages (gateway/urls.py mounts them at the root).
+# The dashboard's pages (config/urls.py mounts them at the root).
 from projects import views  # noqa: E402
 
 pages = [

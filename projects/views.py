@@ -13,17 +13,10 @@ from django.views.decorators.http import require_POST
 from apikeys import services as key_services
 from apikeys.forms import ApiKeyForm
 from apikeys.selectors import payment_gap
-from gateway.errors import NotFound, ServiceError
+from core.errors import NotFound, ServiceError
 from projects import access, services
-from projects.dashboard import (
-    SESSION_ORGANIZATION,
-    dashboard_view,
-    organization_page,
-    project_page,
-    redirect_page,
-    render_page,
-    show_error,
-)
+from core.dashboard import dashboard_view, redirect_page, render_page, show_error
+from projects.dashboard import SESSION_ORGANIZATION, organization_page, project_page
 from projects.forms import (
     MODE_HELP,
     LoginForm,
@@ -144,6 +137,7 @@ def _members_context(context: dict, **forms) -> dict:
 @dashboard_view
 def organization(request, organization_id):
     context = organization_page(request, organization_id)
+    context["has_projects"] = context["organization"].projects.exists()
     return render_page(request, "projects/organization.html", _members_context(context))
 
 
@@ -398,20 +392,3 @@ def project_delete(request, project_id):
     messages.success(request, f"Project \u201c{project.name}\u201d was deleted.")
     return redirect_page(request, reverse("organization", args=[project.organization_id]))
 
-
-# --- error pages ----------------------------------------------------------------------------------
-
-
-def csrf_failure(request, reason: str = ""):
-    """CSRF_FAILURE_VIEW: a styled page saying what went wrong and what to do, instead of
-    Django's bare 403. `reason` is Django's (csrf.REASON_*); it is not shown verbatim."""
-    from django.conf import settings
-    from django.middleware.csrf import REASON_BAD_ORIGIN, REASON_NO_CSRF_COOKIE
-
-    context = {
-        "title": "The form could not be checked", "status": 403,
-        "no_cookie": reason == REASON_NO_CSRF_COOKIE,
-        "bad_origin": reason.startswith(REASON_BAD_ORIGIN.split("%")[0]),
-        "secure_cookies": settings.CSRF_COOKIE_SECURE,
-    }
-    return render(request, "403_csrf.html", context, status=403)

@@ -59,11 +59,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def _server(tmp_path, **extra):
     env = {k: v for k, v in os.environ.items() if k not in ("SECURE_COOKIES", "CSRF_TRUSTED_ORIGINS", "SECURE_SSL_REDIRECT")}
     env.update(DEBUG="false", DATA_DIR=str(tmp_path), DATABASE_URL=_database_url(), SECRET_KEY=settings.SECRET_KEY,
-               ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS), DJANGO_SETTINGS_MODULE="gateway.settings", **extra)
+               ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS), DJANGO_SETTINGS_MODULE="config.settings", **extra)
     port = free_port()
     log = open(tmp_path / "server.log", "w")
     process = subprocess.Popen(
-        [UVICORN, "gateway.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
+        [UVICORN, "config.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on",
          "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -16,7 +16,7 @@ def test_readyz_checks_database_cache_and_broker(client: Client, db):
 
 
 def test_readyz_is_503_when_a_part_is_down(client: Client, db, monkeypatch):
-    from gateway import health
+    from core import health
 
     def broken():
         raise ConnectionError("down")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(code: str, **env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL")}
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**clean, "DJANGO_SETTINGS_MODULE": "gateway.settings", **env}, timeout=60)
+                          env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env}, timeout=60)
 
 
 SETUP = "import django; django.setup(); from django.conf import settings as s; "

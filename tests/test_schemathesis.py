@@ -8,7 +8,7 @@ from schemathesis.checks import not_a_server_error
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
-from gateway.wsgi import application
+from config.wsgi import application
 from projects import services
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)

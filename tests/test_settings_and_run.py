@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 PRINT_SECRETS = (
-    "import django, json, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'gateway.settings'; django.setup(); "
+    "import django, json, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup(); "
     "from django.conf import settings; "
     "print(json.dumps({'SECRET_KEY': settings.SECRET_KEY, 'ENCRYPTION_KEYS': settings.ENCRYPTION_KEYS}))"
 )

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from gateway.money import format_money
+from core.money import format_money
 from usage.models import DailyUsage
 from usage.rollups import empty_histogram, percentile
 

@@ -5,8 +5,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.api import PageQuery, envelope, keyset_page, parse, parse_query
-from gateway.errors import NotFound
+from core.rest import PageQuery, envelope, keyset_page, parse, parse_query
+from core.errors import NotFound
 from projects import access
 from projects.models import Membership
 from usage import services

@@ -6,7 +6,7 @@ import pygal
 from django.utils.safestring import SafeString, mark_safe
 from pygal.style import Style
 
-from projects.templatetags.dashboard import usd
+from core.templatetags.dashboard import usd
 
 STYLE = Style(
     background="transparent",

@@ -3,8 +3,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from gateway.ids import PrefixedIdField
-from gateway.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from core.ids import PrefixedIdField
+from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from projects.models import Organization, Project
 
 

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from gateway.api import MoneyField, PageQuery, StrictSerializer
+from core.rest import MoneyField, PageQuery, StrictSerializer
 from usage.models import CreditTransaction, SpendAlert
 
 

@@ -7,9 +7,9 @@ from decimal import Decimal, InvalidOperation
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from gateway import events
-from gateway.errors import ValidationFailed
-from gateway.money import format_money
+from core import events
+from core.errors import ValidationFailed
+from core.money import format_money
 from projects.models import Organization, Project, User
 from usage import rollups
 from usage.models import CreditTransaction, SpendAlert, UsageLog

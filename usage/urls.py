@@ -11,7 +11,7 @@ urlpatterns = [
 ]
 
 
-# The dashboard's pages (gateway/urls.py mounts them at the root).
+# The dashboard's pages (config/urls.py mounts them at the root).
 from usage import views  # noqa: E402
 
 pages = [

@@ -13,10 +13,11 @@ from django.views.decorators.http import require_POST
 
 from apikeys.models import ApiKey
 from apikeys.selectors import payment_gap
-from gateway.api import keyset_page
-from gateway.errors import NotFound, ServiceError
-from gateway.money import format_money
-from projects.dashboard import dashboard_view, organization_page, project_page, render_page, show_error
+from core.rest import keyset_page
+from core.errors import NotFound, ServiceError
+from core.money import format_money
+from core.dashboard import dashboard_view, render_page, show_error
+from projects.dashboard import organization_page, project_page
 from projects.models import Membership
 from usage import charts, services
 from usage.analytics import usage_summary

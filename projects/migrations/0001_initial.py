@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import gateway.ids
+import core.ids
 import projects.models
 from decimal import Decimal
 from django.conf import settings
@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                 ('password', models.CharField(max_length=128, verbose_name='password')),
                 ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
                 ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('id', gateway.ids.PrefixedIdField(prefix='usr', serialize=False)),
+                ('id', core.ids.PrefixedIdField(prefix='usr', serialize=False)),
                 ('email', models.EmailField(max_length=254, unique=True)),
                 ('name', models.CharField(blank=True, max_length=255)),
                 ('is_active', models.BooleanField(default=True)),
@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Organization',
             fields=[
-                ('id', gateway.ids.PrefixedIdField(prefix='org', serialize=False)),
+                ('id', core.ids.PrefixedIdField(prefix='org', serialize=False)),
                 ('name', models.CharField(max_length=255)),
                 ('credits', models.DecimalField(decimal_places=10, default=Decimal('0'), max_digits=24)),
                 ('credits_spent', models.DecimalField(decimal_places=10, default=Decimal('0'), editable=False, max_digits=24)),
@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Project',
             fields=[
-                ('id', gateway.ids.PrefixedIdField(prefix='proj', serialize=False)),
+                ('id', core.ids.PrefixedIdField(prefix='proj', serialize=False)),
                 ('name', models.CharField(max_length=255)),
                 ('mode', models.CharField(choices=[('api-keys', 'Api Keys'), ('credits', 'Credits'), ('hybrid', 'Hybrid')], default='hybrid', max_length=16)),
                 ('caching_enabled', models.BooleanField(default=False)),

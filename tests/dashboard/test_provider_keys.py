@@ -5,7 +5,7 @@ import pytest
 
 from apikeys import services as key_services
 from apikeys.models import ProviderKey
-from gateway.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tests.dashboard.conftest import text
 
 

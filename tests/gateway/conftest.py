@@ -45,7 +45,7 @@ def _database_url() -> str:
 def _env(fake, data_dir: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_BASE_URL", "_API_KEY"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="gateway.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DATA_DIR=data_dir,
         DATABASE_URL=_database_url(),
         SECRET_KEY=settings.SECRET_KEY,
@@ -110,12 +110,12 @@ def live_gateway(django_db_setup, django_db_blocker, fake_upstream_server):  # n
         url = f"http://127.0.0.1:{port}"
         log_dir = Path(data_dir)
         worker = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "gateway", "worker", "--pool=solo", "--loglevel=WARNING",
+            [str(BIN / "celery"), "-A", "config", "worker", "--pool=solo", "--loglevel=WARNING",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=open(log_dir / "worker.log", "w"), stderr=subprocess.STDOUT,
         )
         server = subprocess.Popen(
-            [str(BIN / "uvicorn"), "gateway.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
              "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=open(log_dir / "server.log", "w"), stderr=subprocess.STDOUT,
         )

@@ -11,7 +11,7 @@ from apikeys import services as key_services
 from gateway import catalog, routing
 from gateway.keys import load_snapshot
 from projects import services
-from projects.models import sha256_hex
+from core.hashing import sha256_hex
 from tests.gateway.conftest import eventually, gateway_key
 from usage.models import UsageLog
 from usage.services import credits_add

@@ -6,7 +6,8 @@ import pytest
 
 from apikeys.models import ApiKey
 from projects import services
-from projects.models import Project, sha256_hex
+from projects.models import Project
+from core.hashing import sha256_hex
 from usage.models import UsageLog
 
 GUIDE_CREATE = {

@@ -148,7 +148,7 @@ def start_gateway(env: dict, log: Path) -> GatewayProcess:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [str(BIN / "uvicorn"), "gateway.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
     )
@@ -162,7 +162,7 @@ def start_gateway(env: dict, log: Path) -> GatewayProcess:
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(BIN / "celery"), "-A", "gateway", "worker", "--pool=solo", "--loglevel=WARNING",
+        [str(BIN / "celery"), "-A", "config", "worker", "--pool=solo", "--loglevel=WARNING",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
     )

@@ -23,7 +23,8 @@ import orjson
 from apikeys.models import ApiKey
 from gateway.pricing import to_nanos
 from projects import services
-from projects.models import Organization, sha256_hex
+from projects.models import Organization
+from core.hashing import sha256_hex
 from tests.reliability.conftest import RedisServer, eventually, send_all, wait_for_rows
 from usage.models import CreditTransaction, UsageLog
 from usage.services import credits_add

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from apikeys.models import ApiKey
-from gateway.ids import make_id
+from core.ids import make_id
 from projects import services as project_services
 from usage.models import CreditTransaction, DailyUsage, UsageLog
 from usage.services import credits_add, usage_ingest

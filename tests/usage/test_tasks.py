@@ -8,7 +8,9 @@ from django.core import mail
 from apikeys.models import ApiKey
 from gateway import tasks as gateway_tasks
 from gateway.cache import cache_key
-from gateway.models import CachedResponse, CacheStats, Event
+from core import tasks as core_tasks
+from core.models import Event
+from gateway.models import CachedResponse, CacheStats
 from projects import services as project_services
 from projects.models import Organization
 from tests.usage.test_ingest import record
@@ -127,12 +129,12 @@ def test_old_events_are_purged(db):
     event = Event.objects.create(data={"kind": "config"})
     Event.objects.filter(pk=event.pk).update(created_at=datetime.now(timezone.utc) - timedelta(hours=2))
     Event.objects.create(data={"kind": "config"})
-    assert gateway_tasks.purge_events() == 1
+    assert core_tasks.purge_events() == 1
     assert Event.objects.count() == 1
 
 
 def test_the_beat_schedule_names_real_tasks():
-    from gateway.celery import app
+    from config.celery import app
 
     app.loader.import_default_modules()
     for entry in app.conf.beat_schedule.values():

@@ -59,14 +59,14 @@ def _worker(broker_url: str, log: Path) -> subprocess.Popen:
         "DATA_DIR": str(log.parent),
     }
     return subprocess.Popen(
-        [str(BIN / "celery"), "-A", "gateway", "worker", "--pool=solo", "--loglevel=INFO",
+        [str(BIN / "celery"), "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
     )
 
 
 def _send(broker_url: str, batch: list[dict]) -> None:
-    from gateway.celery import app
+    from config.celery import app
     from usage.tasks import ingest_usage
 
     with app.connection_for_write(broker_url) as conn:

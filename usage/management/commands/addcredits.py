@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.errors import ServiceError
-from gateway.money import format_money
+from core.errors import ServiceError
+from core.money import format_money
 from projects.models import Organization
 from usage.services import credits_add
 

@@ -21,11 +21,11 @@ POLL_SECONDS = 0.25
 
 def _publish_now(event: dict) -> None:
     if settings.REDIS_URL:
-        from gateway.redis import sync_client
+        from core.redis import sync_client
 
         sync_client().publish(CHANNEL, orjson.dumps(event))
     else:
-        from gateway.models import Event
+        from core.models import Event
 
         Event.objects.create(data=event)
 
@@ -60,7 +60,7 @@ async def listen(handle) -> None:
 
 
 async def _listen_redis(handle) -> None:
-    from gateway.redis import async_listener
+    from core.redis import async_listener
 
     while True:
         try:
@@ -80,7 +80,7 @@ async def _listen_redis(handle) -> None:
 async def _listen_table(handle) -> None:
     from asgiref.sync import sync_to_async
 
-    from gateway.models import Event
+    from core.models import Event
 
     @sync_to_async
     def latest_id() -> int:

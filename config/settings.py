@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "core",
     "gateway",
     "projects",
     "apikeys",
@@ -140,9 +141,9 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "gateway.urls"
-ASGI_APPLICATION = "gateway.asgi.application"
-WSGI_APPLICATION = "gateway.wsgi.application"
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -256,9 +257,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["gateway.api.JSONParser"],
-    "EXCEPTION_HANDLER": "gateway.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "gateway.schema.Schema",
+    "DEFAULT_PARSER_CLASSES": ["core.rest.JSONParser"],
+    "EXCEPTION_HANDLER": "core.rest.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.Schema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
 }
@@ -306,7 +307,7 @@ def secure_cookies() -> bool:
 
 
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = secure_cookies()
-CSRF_FAILURE_VIEW = "projects.views.csrf_failure"
+CSRF_FAILURE_VIEW = "core.views.csrf_failure"
 # W008: HTTP → HTTPS redirects belong to the proxy in front (SECURE_SSL_REDIRECT opts in).
 # W021: HSTS preload is a commitment for the operator's domain, not a default.
 SILENCED_SYSTEM_CHECKS = ["security.W008", "security.W021"]

@@ -13,8 +13,8 @@ import orjson
 from rest_framework import exceptions, parsers, serializers
 from rest_framework.response import Response
 
-from gateway.errors import ServiceError, ValidationFailed
-from gateway.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, format_money
+from core.errors import ServiceError, ValidationFailed
+from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, format_money
 
 
 def error_body(message: str, code: str, fields: dict | None = None) -> dict:
@@ -81,7 +81,7 @@ def exception_handler(exc, context):
         if getattr(exc, "auth_header", None):
             response["WWW-Authenticate"] = exc.auth_header
         return response
-    return None  # an unexpected error: Django's 500 handler answers (see gateway/urls.py)
+    return None  # an unexpected error: Django's 500 handler answers (see config/urls.py)
 
 
 class JSONParser(parsers.JSONParser):

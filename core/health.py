@@ -4,7 +4,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
-from gateway.celery import app as celery_app
+from celery import current_app as celery_app
 
 
 def _database() -> None:
