@@ -18,7 +18,7 @@ from apikeys.serializers import (
     ProviderKeyOut,
     ProviderKeyPatchIn,
 )
-from core.rest import envelope, parse, snake
+from core.rest import envelope, parse
 from core.errors import NotFound
 from projects import access
 from projects.models import Membership
@@ -60,10 +60,8 @@ class ApiKeyListView(APIView):
     @extend_schema(request=ApiKeyIn, responses={201: envelope("apiKey", ApiKeyCreatedOut())})
     def post(self, request):
         data = parse(ApiKeyIn, request)
-        project = access.project_for(request.user, data["projectId"])
-        token, key = services.api_key_create(
-            project=project, description=data["description"], usage_limit=data["usageLimit"], created_by=request.user
-        )
+        project = access.project_for(request.user, data.pop("project_id"))
+        token, key = services.api_key_create(project=project, created_by=request.user, **data)
         return Response({"apiKey": ApiKeyCreatedOut((key, token)).data}, status=201)
 
 
@@ -75,7 +73,7 @@ class ApiKeyDetailView(APIView):
     @extend_schema(request=ApiKeyPatchIn, responses={200: envelope("apiKey", ApiKeyOut())})
     def patch(self, request, key_id):
         key = _api_key_for(request.user, key_id)
-        key = services.api_key_update(api_key=key, **snake(ApiKeyPatchIn, parse(ApiKeyPatchIn, request)))
+        key = services.api_key_update(api_key=key, **parse(ApiKeyPatchIn, request))
         return Response({"apiKey": ApiKeyOut(key).data})
 
     @extend_schema(responses={204: None})
@@ -94,9 +92,7 @@ class IamRuleListView(APIView):
     def post(self, request, key_id):
         key = _api_key_for(request.user, key_id)
         data = parse(IamRuleIn, request)
-        rule = services.iam_rule_create(
-            api_key=key, rule_type=data["ruleType"], rule_value=data["ruleValue"], status=data["status"]
-        )
+        rule = services.iam_rule_create(api_key=key, **data)
         return Response({"iamRule": IamRuleOut(rule).data}, status=201)
 
 
@@ -111,7 +107,7 @@ class IamRuleDetailView(APIView):
     @extend_schema(request=IamRulePatchIn, responses={200: envelope("iamRule", IamRuleOut())})
     def patch(self, request, key_id, rule_id):
         rule = self._rule(request, key_id, rule_id)
-        rule = services.iam_rule_update(rule=rule, **snake(IamRulePatchIn, parse(IamRulePatchIn, request)))
+        rule = services.iam_rule_update(rule=rule, **parse(IamRulePatchIn, request))
         return Response({"iamRule": IamRuleOut(rule).data})
 
     @extend_schema(responses={204: None})
@@ -139,15 +135,8 @@ class ProviderKeyListView(APIView):
     @extend_schema(request=ProviderKeyIn, responses={201: envelope("providerKey", ProviderKeyOut())})
     def post(self, request):
         data = parse(ProviderKeyIn, request)
-        organization = access.organization_for(request.user, data["organizationId"], Role.ADMIN)
-        key = services.provider_key_create(
-            organization=organization,
-            provider=data["provider"],
-            token=data["token"],
-            base_url=data["baseUrl"],
-            name=data["name"],
-            validate=data["validate"],
-        )
+        organization = access.organization_for(request.user, data.pop("organization_id"), Role.ADMIN)
+        key = services.provider_key_create(organization=organization, **data)
         return Response({"providerKey": ProviderKeyOut(key).data}, status=201)
 
 
@@ -159,9 +148,7 @@ class ProviderKeyDetailView(APIView):
     @extend_schema(request=ProviderKeyPatchIn, responses={200: envelope("providerKey", ProviderKeyOut())})
     def patch(self, request, key_id):
         key = _provider_key_for(request.user, key_id, Role.ADMIN)
-        key = services.provider_key_update(
-            provider_key=key, **snake(ProviderKeyPatchIn, parse(ProviderKeyPatchIn, request))
-        )
+        key = services.provider_key_update(provider_key=key, **parse(ProviderKeyPatchIn, request))
         return Response({"providerKey": ProviderKeyOut(key).data})
 
     @extend_schema(responses={204: None})

@@ -55,21 +55,23 @@ class IamRuleForm(forms.Form):
         choices += [(name, f"{name} (custom)") for name in custom_names]
         self.fields["providers"].choices = choices
 
+    # The pricing fields and their keys in the rule's value (the stored JSON's own names).
+    VALUE_KEYS = {"pricing_type": "pricingType", "max_input_price": "maxInputPrice", "max_output_price": "maxOutputPrice"}
+
+    def field_for(self, error_field: str) -> str:
+        """The form field a service error about `rule_value.<key>` belongs on."""
+        key = error_field.rsplit(".", 1)[-1]
+        return next((field for field, k in self.VALUE_KEYS.items() if k == key), key)
+
     def rule_value(self) -> dict:
-        """The service's ruleValue for the chosen type (the service validates it)."""
+        """The service's rule value for the chosen type (the service validates it)."""
         data = self.cleaned_data
         kind = data["rule_type"].split("_", 1)[1]
         if kind == "models":
             return {"models": _names(data.get("models") or "")}
         if kind == "providers":
             return {"providers": list(data.get("providers") or [])}
-        value: dict = {}
-        if data.get("pricing_type"):
-            value["pricingType"] = data["pricing_type"]
-        for field, key in (("max_input_price", "maxInputPrice"), ("max_output_price", "maxOutputPrice")):
-            if data.get(field) is not None:
-                value[key] = str(data[field])
-        return value
+        return {key: str(data[field]) for field, key in self.VALUE_KEYS.items() if data.get(field) not in (None, "")}
 
 
 class IamCheckForm(forms.Form):

@@ -3,6 +3,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from apikeys import crypto
+
 from core.ids import PrefixedIdField
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from projects.models import Organization, Project
@@ -112,3 +114,7 @@ class ProviderKey(models.Model):
 
     def __str__(self):
         return f"{self.provider} {self.name} {self.masked_token} ({self.id})"
+
+    def plaintext_token(self) -> str:
+        """The decrypted key, for the call upstream only (never logged, never answered)."""
+        return crypto.decrypt(self.encrypted_token)

@@ -61,48 +61,42 @@ class ProviderKeyOut(serializers.Serializer):
 
 
 class ApiKeyIn(StrictSerializer):
-    projectId = serializers.CharField(max_length=40)
+    projectId = serializers.CharField(source="project_id", max_length=40)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    usageLimit = MoneyField(required=False, allow_null=True, default=None)
+    usageLimit = MoneyField(source="usage_limit", required=False, allow_null=True, default=None)
 
 
 class ApiKeyPatchIn(StrictSerializer):
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    usageLimit = MoneyField(required=False, allow_null=True)
+    usageLimit = MoneyField(source="usage_limit", required=False, allow_null=True)
     status = serializers.ChoiceField(choices=ApiKey.Status.choices, required=False)
-
-    NAMES = {"description": "description", "usageLimit": "usage_limit", "status": "status"}
 
 
 class IamRuleIn(StrictSerializer):
-    ruleType = serializers.ChoiceField(choices=IamRule.Type.choices)
-    ruleValue = serializers.JSONField()
+    ruleType = serializers.ChoiceField(source="rule_type", choices=IamRule.Type.choices)
+    ruleValue = serializers.JSONField(source="rule_value")
     status = serializers.ChoiceField(choices=IamRule.Status.choices, default="active")
 
 
 class IamRulePatchIn(StrictSerializer):
-    ruleType = serializers.ChoiceField(choices=IamRule.Type.choices, required=False)
-    ruleValue = serializers.JSONField(required=False)
+    ruleType = serializers.ChoiceField(source="rule_type", choices=IamRule.Type.choices, required=False)
+    ruleValue = serializers.JSONField(source="rule_value", required=False)
     status = serializers.ChoiceField(choices=IamRule.Status.choices, required=False)
-
-    NAMES = {"ruleType": "rule_type", "ruleValue": "rule_value", "status": "status"}
 
 
 class ProviderKeyIn(StrictSerializer):
-    organizationId = serializers.CharField(max_length=40)
+    organizationId = serializers.CharField(source="organization_id", max_length=40)
     provider = serializers.ChoiceField(choices=list(PROVIDERS))
     token = serializers.CharField(max_length=4096, write_only=True)
-    baseUrl = serializers.CharField(max_length=2048, required=False, allow_blank=True, default="")
+    baseUrl = serializers.CharField(source="base_url", max_length=2048, required=False, allow_blank=True, default="")
     name = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     validate = serializers.BooleanField(required=False, default=True)
 
 
 class ProviderKeyPatchIn(StrictSerializer):
     token = serializers.CharField(max_length=4096, required=False, write_only=True)
-    baseUrl = serializers.CharField(max_length=2048, required=False, allow_blank=True)
+    baseUrl = serializers.CharField(source="base_url", max_length=2048, required=False, allow_blank=True)
     name = serializers.CharField(max_length=64, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=ProviderKey.Status.choices, required=False)
     validate = serializers.BooleanField(required=False, default=True)
-
-    NAMES = {"token": "token", "baseUrl": "base_url", "name": "name", "status": "status", "validate": "validate"}
 

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from apikeys import crypto
 from apikeys.models import ApiKey, IamRule, ProviderKey, mask
-from apikeys.urlsafety import check_base_url
+from core.urlsafety import check_base_url
 from apikeys.validation import validate_provider_token
 from core import events
 from core.errors import Conflict, ValidationFailed
@@ -30,9 +30,9 @@ def _check_limit(value) -> Decimal | None:
     try:
         limit = Decimal(str(value))
     except InvalidOperation:
-        raise ValidationFailed.field("usageLimit", "must be a number of USD or null") from None
+        raise ValidationFailed.field("usage_limit", "must be a number of USD or null") from None
     if not limit.is_finite() or limit < 0:
-        raise ValidationFailed.field("usageLimit", "must be zero or more USD, or null for no limit")
+        raise ValidationFailed.field("usage_limit", "must be zero or more USD, or null for no limit")
     return limit
 
 
@@ -77,7 +77,7 @@ def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, s
             raise Conflict(
                 "usageLimit: this key's usage has reached its limit; raise the limit to enable it",
                 code="usage_limit_reached",
-                fields={"usageLimit": ["usage has reached this limit"]},
+                fields={"usage_limit": ["usage has reached this limit"]},
             )
         if status != key.status:
             key.status = status
@@ -111,7 +111,7 @@ _PRICING_KEYS = ("pricingType", "maxInputPrice", "maxOutputPrice")
 
 
 def _value_error(key: str, message: str) -> ValidationFailed:
-    return ValidationFailed.field(f"ruleValue.{key}" if key else "ruleValue", message)
+    return ValidationFailed.field(f"rule_value.{key}" if key else "rule_value", message)
 
 
 def _clean_list_rule(key: str, value: dict) -> dict:
@@ -152,7 +152,7 @@ def _clean_pricing_rule(value: dict) -> dict:
 
 def _clean_rule(rule_type: str, rule_value) -> dict:
     if rule_type not in IamRule.Type.values:
-        raise ValidationFailed.field("ruleType", f"must be one of {', '.join(IamRule.Type.values)}")
+        raise ValidationFailed.field("rule_type", f"must be one of {', '.join(IamRule.Type.values)}")
     if not isinstance(rule_value, dict):
         raise _value_error("", "must be a JSON object")
     if rule_type in _LIST_KEYS:
@@ -249,7 +249,7 @@ def provider_key_create(
     if provider == "custom":
         name = _check_custom_name(name)
         if not base_url:
-            raise ValidationFailed.field("baseUrl", "a custom provider needs the base URL of its OpenAI-compatible API")
+            raise ValidationFailed.field("base_url", "a custom provider needs the base URL of its OpenAI-compatible API")
     else:
         name = (name or "").strip()[:64]
     base_url = check_base_url(base_url) if base_url else ""
@@ -281,7 +281,7 @@ def provider_key_update(
         _check_unique(key.organization, key.provider, changes["name"], exclude=key.pk)
     if base_url is not _UNSET:
         if not base_url and key.provider == "custom":
-            raise ValidationFailed.field("baseUrl", "a custom provider needs a base URL")
+            raise ValidationFailed.field("base_url", "a custom provider needs a base URL")
         changes["base_url"] = check_base_url(base_url) if base_url else ""
     plaintext = _check_token(token) if token is not _UNSET else None
     if plaintext is not None:
@@ -311,11 +311,6 @@ def provider_key_update(
 def provider_key_delete(*, provider_key: ProviderKey) -> None:
     events.config_changed(provider_key.organization_id)
     provider_key.delete()
-
-
-def provider_key_token(provider_key: ProviderKey) -> str:
-    """The plaintext key, for the call upstream only."""
-    return crypto.decrypt(provider_key.encrypted_token)
 
 
 def provider_keys_reencrypt() -> int:

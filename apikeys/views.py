@@ -15,7 +15,7 @@ from apikeys.models import ApiKey, IamRule, ProviderKey
 from gateway import catalog, iam, routing
 from core.errors import NotFound, ServiceError
 from gateway.errors import GatewayError
-from gateway.keys import KeySnapshot, ProviderCreds
+from gateway.snapshot import KeySnapshot, ProviderCreds
 from core.money import format_money
 from gateway.providers import PROVIDERS
 from core.dashboard import dashboard_view, redirect_page, render_page, show_error

@@ -79,10 +79,12 @@ def redirect_page(request: HttpRequest, url: str) -> HttpResponse:
 def show_error(form: Form, error: ServiceError) -> None:
     """Puts a service's error on the form field it names, or above the form. Services name
     fields in the domain's terms (`usage_limit`, `rule_value.models`), which are the form's
-    field names; a dotted name goes to its last part when the form has that field."""
+    field names; a dotted name goes to its last part, or where the form's `field_for(name)`
+    says when it packs several fields into one value."""
     placed = False
+    field_for = getattr(form, "field_for", None)
     for name, messages in (error.fields or {}).items():
-        for field in (name, name.rsplit(".", 1)[-1]):
+        for field in (name, name.rsplit(".", 1)[-1], field_for(name) if field_for else name):
             if field in form.fields:
                 form.add_error(field, list(messages))
                 placed = True

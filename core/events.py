@@ -12,6 +12,9 @@ import logging
 import orjson
 from django.conf import settings
 from django.db import transaction
+from asgiref.sync import sync_to_async
+from core.models import Event
+from core.redis import async_listener, sync_client
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +24,8 @@ POLL_SECONDS = 0.25
 
 def _publish_now(event: dict) -> None:
     if settings.REDIS_URL:
-        from core.redis import sync_client
-
         sync_client().publish(CHANNEL, orjson.dumps(event))
     else:
-        from core.models import Event
-
         Event.objects.create(data=event)
 
 
@@ -60,8 +59,6 @@ async def listen(handle) -> None:
 
 
 async def _listen_redis(handle) -> None:
-    from core.redis import async_listener
-
     while True:
         try:
             pubsub = async_listener().pubsub(ignore_subscribe_messages=True)
@@ -78,10 +75,6 @@ async def _listen_redis(handle) -> None:
 
 
 async def _listen_table(handle) -> None:
-    from asgiref.sync import sync_to_async
-
-    from core.models import Event
-
     @sync_to_async
     def latest_id() -> int:
         return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0

@@ -3,12 +3,13 @@
 from functools import cache
 
 from django.conf import settings
+import asyncio
+import redis
+import redis.asyncio
 
 
 @cache
 def sync_client():
-    import redis
-
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
@@ -19,10 +20,6 @@ _listener_clients: dict = {}
 def async_listener():
     """A client for pub/sub: it waits for messages indefinitely, so it has no socket
     timeout (the shared client's would end an idle subscription every few seconds)."""
-    import asyncio
-
-    import redis.asyncio
-
     loop = asyncio.get_running_loop()
     if loop not in _listener_clients:
         _listener_clients[loop] = redis.asyncio.Redis.from_url(
@@ -33,10 +30,6 @@ def async_listener():
 
 def async_client():
     """An asyncio client bound to the running event loop (each loop needs its own)."""
-    import asyncio
-
-    import redis.asyncio
-
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:

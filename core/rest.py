@@ -65,7 +65,8 @@ def exception_handler(exc, context):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return Response(error_body(f"The request body exceeds the limit of {limit} bytes.", "request_too_large"), status=413)
     if isinstance(exc, ServiceError):
-        response = Response(error_body(exc.message, exc.code, exc.fields), status=exc.status)
+        message, fields = _in_api_names(exc, getattr(context.get("request"), "parsed_with", None))
+        response = Response(error_body(message, exc.code, fields), status=exc.status)
         if getattr(exc, "retry_after", None):
             response["Retry-After"] = str(exc.retry_after)
         return response
@@ -126,21 +127,52 @@ class MoneyField(serializers.DecimalField):
 
 
 def parse(serializer_class, request, **kwargs) -> dict:
-    """Validated input of a request body, or a 400 naming the field."""
+    """Validated input of a request body in the domain's names (each field's `source`: the
+    JSON's `usageLimit` arrives as `usage_limit`), or a 400 naming the field. The request
+    remembers the serializer, so that a service's error names its fields as the JSON does."""
     serializer = serializer_class(data=request.data, **kwargs)
+    request.parsed_with = serializer_class
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return dict(serializer.validated_data)
 
 
 def parse_query(serializer_class, request) -> dict:
     serializer = serializer_class(data=request.query_params.dict())
+    request.parsed_with = serializer_class
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return dict(serializer.validated_data)
 
 
-def snake(serializer_class, data: dict) -> dict:
-    """camelCase input → the service's keyword arguments, by the serializer's NAMES."""
-    return {serializer_class.NAMES[k]: v for k, v in data.items()}
+def api_names(serializer_class) -> dict[str, str]:
+    """Domain name → the API's name, from the serializer's fields: {"usage_limit":
+    "usageLimit", "project_id": "projectId", "project": "projectId"} (an `_id` field also
+    answers for the object it names)."""
+    names: dict[str, str] = {}
+    for name, field in serializer_class().fields.items():
+        source = field.source or name
+        names[source] = name
+        if source.endswith("_id"):
+            names.setdefault(source[: -len("_id")], name)
+    return names
+
+
+def _in_api_names(error: ServiceError, serializer_class) -> tuple[str, dict]:
+    """A service's error (fields in domain names) with its fields named as the request's
+    JSON names them: `rule_value.models` → `ruleValue.models`."""
+    if serializer_class is None or not error.fields:
+        return error.message, error.fields
+    names = api_names(serializer_class)
+
+    def rename(field: str) -> str:
+        head, dot, rest = field.partition(".")
+        return names.get(head, head) + dot + rest
+
+    fields = {rename(name): messages for name, messages in error.fields.items()}
+    message = error.message
+    first = next(iter(error.fields))
+    if message.startswith(f"{first}: "):
+        message = f"{rename(first)}: {message[len(first) + 2:]}"
+    return message, fields
 
 
 _ENVELOPES: dict[str, serializers.Serializer] = {}

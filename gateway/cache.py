@@ -15,6 +15,10 @@ from datetime import datetime, timedelta, timezone
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Count, Sum
+from core.redis import async_client, sync_client
+from gateway.models import CachedResponse, CacheStats
+from projects.models import Project
 
 PREFIX = "llmgw:rc:"
 MAX_ENTRY_BYTES = 4 * 1024 * 1024  # larger answers are served but not stored
@@ -26,14 +30,10 @@ def cache_key(project_id: str, version: int, body: bytes) -> str:
 
 class RedisResponseCache:
     async def get(self, key: str) -> dict | None:
-        from core.redis import async_client
-
         raw = await async_client().get(key)
         return orjson.loads(raw) if raw else None
 
     async def put(self, key: str, project_id: str, entry: dict, ttl: int) -> None:
-        from core.redis import async_client
-
         raw = orjson.dumps(entry)
         if len(raw) <= MAX_ENTRY_BYTES:
             await async_client().set(key, raw, ex=ttl)
@@ -43,16 +43,12 @@ class DatabaseResponseCache:
     @staticmethod
     @sync_to_async
     def get(key: str) -> dict | None:
-        from gateway.models import CachedResponse
-
         row = CachedResponse.objects.filter(key=key, expires_at__gt=datetime.now(timezone.utc)).only("value").first()
         return orjson.loads(bytes(row.value)) if row else None
 
     @staticmethod
     @sync_to_async
     def put(key: str, project_id: str, entry: dict, ttl: int) -> None:
-        from gateway.models import CachedResponse
-
         raw = orjson.dumps(entry)
         if len(raw) <= MAX_ENTRY_BYTES:
             CachedResponse.objects.update_or_create(
@@ -77,8 +73,6 @@ def response_cache():
 
 def _live_versions() -> dict[str, int]:
     """project id → the cache version its entries must carry (caching projects only)."""
-    from projects.models import Project
-
     return dict(Project.objects.filter(caching_enabled=True).values_list("id", "cache_version"))
 
 
@@ -88,8 +82,6 @@ def _is_current(key: str, live: dict[str, int]) -> bool:
 
 
 def _save_stats(stats: dict[str, list[int]], live: dict[str, int]) -> None:
-    from gateway.models import CacheStats
-
     for project_id in live:
         entries, size = stats.get(project_id, [0, 0])
         CacheStats.objects.update_or_create(project_id=project_id, defaults={"entries": entries, "bytes": size})
@@ -104,10 +96,6 @@ def sweep() -> int:
 
 
 def _sweep_table(live: dict[str, int]) -> int:
-    from django.db.models import Count, Sum
-
-    from gateway.models import CachedResponse
-
     expired, _ = CachedResponse.objects.filter(expires_at__lte=datetime.now(timezone.utc)).delete()
     stale = [k for k in CachedResponse.objects.values_list("key", flat=True).iterator() if not _is_current(k, live)]
     for start in range(0, len(stale), 500):
@@ -118,8 +106,6 @@ def _sweep_table(live: dict[str, int]) -> int:
 
 
 def _sweep_redis(live: dict[str, int]) -> int:
-    from core.redis import sync_client
-
     client = sync_client()
     removed, stats = 0, {}
     batch: list[bytes] = []

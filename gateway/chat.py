@@ -15,7 +15,7 @@ from gateway import http, routing
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
 from core.ids import random_string
-from gateway.keys import KeySnapshot
+from gateway.snapshot import KeySnapshot
 from gateway.pricing import ZERO_COST, Cost, cost_of, to_nanos, worst_case
 from gateway.store import INSUFFICIENT_CREDITS, OK, Account, get_store
 from gateway.upstream import UpstreamFailure, check_custom_host, open_response, read_chunk, read_json

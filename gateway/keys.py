@@ -8,63 +8,20 @@ its organization's configuration changed (core/events.py).
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from gateway.iam import Rule
-from gateway.pricing import to_nanos
+from apikeys.models import ApiKey, IamRule, ProviderKey
+from gateway.snapshot import KeySnapshot, snapshot_of
 
 log = logging.getLogger(__name__)
 STALE_RETRY_SECONDS = 3
 
 
-@dataclass(frozen=True)
-class ProviderCreds:
-    provider: str
-    name: str
-    token: str = field(repr=False)
-    base_url: str
-
-
-@dataclass(frozen=True)
-class KeySnapshot:
-    key_id: str
-    key_active: bool
-    disabled_reason: str | None
-    usage_limit: Decimal | None
-    usage: Decimal
-    project_id: str
-    project_active: bool
-    mode: str
-    caching_enabled: bool
-    cache_duration_seconds: int
-    cache_version: int
-    org_id: str
-    org_active: bool
-    credits: Decimal
-    credits_spent: Decimal
-    rules: tuple[Rule, ...]
-    own_keys: dict[str, ProviderCreds]  # provider id → the organization's key
-    custom_keys: dict[str, ProviderCreds]  # custom provider name → its key and base URL
-
-    @property
-    def limit_nanos(self) -> int | None:
-        return None if self.usage_limit is None else to_nanos(self.usage_limit)
-
-    @property
-    def credited_nanos(self) -> int:
-        return to_nanos(self.credits + self.credits_spent)
-
-
 def load_snapshot(token_hash: str) -> KeySnapshot | None:
     """Three queries: the key with its project and organization, its rules, the provider keys."""
-    from apikeys.models import ApiKey, IamRule, ProviderKey
-    from apikeys.services import provider_key_token
-
     # Django retires a broken or aged connection at each request's start and end; /v1 runs
     # outside that cycle, so it is done here. Otherwise a connection broken by a database
     # restart stays broken: every later load fails although the database is back. (Never
@@ -74,38 +31,11 @@ def load_snapshot(token_hash: str) -> KeySnapshot | None:
     key = ApiKey.objects.select_related("project__organization").filter(token_hash=token_hash).first()
     if key is None:
         return None
-    project, org = key.project, key.project.organization
-    rules = tuple(
-        Rule(r.rule_type, r.rule_value)
-        for r in IamRule.objects.filter(api_key=key, status=IamRule.Status.ACTIVE).order_by("created_at")
-    )
-    own, custom = {}, {}
-    for pk in ProviderKey.objects.filter(organization=org, status=ProviderKey.Status.ACTIVE).order_by("created_at"):
-        creds = ProviderCreds(pk.provider, pk.name, provider_key_token(pk), pk.base_url)
-        if pk.provider == "custom":
-            custom[pk.name] = creds
-        else:
-            own.setdefault(pk.provider, creds)
-    return KeySnapshot(
-        key_id=key.id,
-        key_active=key.status == ApiKey.Status.ACTIVE,
-        disabled_reason=key.disabled_reason,
-        usage_limit=key.usage_limit,
-        usage=key.usage,
-        project_id=project.id,
-        project_active=project.status == project.Status.ACTIVE,
-        mode=project.mode,
-        caching_enabled=project.caching_enabled,
-        cache_duration_seconds=project.cache_duration_seconds,
-        cache_version=project.cache_version,
-        org_id=org.id,
-        org_active=org.status == org.Status.ACTIVE,
-        credits=org.credits,
-        credits_spent=org.credits_spent,
-        rules=rules,
-        own_keys=own,
-        custom_keys=custom,
-    )
+    rules = IamRule.objects.filter(api_key=key, status=IamRule.Status.ACTIVE).order_by("created_at")
+    provider_keys = ProviderKey.objects.filter(
+        organization_id=key.project.organization_id, status=ProviderKey.Status.ACTIVE
+    ).order_by("created_at")
+    return snapshot_of(key, rules, provider_keys)
 
 
 class SnapshotCache:

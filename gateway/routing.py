@@ -7,7 +7,7 @@ from django.conf import settings
 
 from gateway import catalog, iam
 from gateway.errors import GatewayError
-from gateway.keys import KeySnapshot
+from gateway.snapshot import KeySnapshot
 from gateway.providers import PROVIDERS
 
 

@@ -16,6 +16,7 @@ import asyncio
 from dataclasses import dataclass
 
 from django.conf import settings
+from core.redis import async_client
 
 OK, USAGE_LIMIT, INSUFFICIENT_CREDITS = 0, 1, 2
 
@@ -119,8 +120,6 @@ class _Pipeliner:
         return await future
 
     async def _flush(self) -> None:
-        from core.redis import async_client
-
         batch, self._pending = self._pending, []
         client = async_client()
         try:

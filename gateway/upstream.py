@@ -16,6 +16,8 @@ from django.conf import settings
 from core.redaction import redact
 from gateway.errors import GatewayError
 from gateway.wire.base import UpstreamCall, WireFormat
+from core.errors import ServiceError
+from core.urlsafety import resolve_public
 
 _sessions: dict = {}
 
@@ -64,8 +66,6 @@ async def check_custom_host(base_url: str) -> None:
     """Custom base URLs are checked again when used: a DNS name may have changed since."""
     if settings.ALLOW_PRIVATE_PROVIDER_URLS:
         return
-    from apikeys.urlsafety import resolve_public
-    from core.errors import ServiceError
 
     parts = urlsplit(base_url)
     try:

@@ -13,10 +13,12 @@ from gateway import chat, http, iam
 from gateway.catalog import BY_MODEL
 from gateway.errors import GatewayError
 from core.ids import random_string
-from gateway.keys import KeySnapshot, SnapshotCache
+from gateway.keys import SnapshotCache
+from gateway.snapshot import KeySnapshot
 from gateway.throttle import FailureThrottle
 from gateway.usagelog import UsageLogBuffer
 from core.hashing import sha256_hex
+from gateway.upstream import close_sessions
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +98,6 @@ class GatewayApp:
         for task in self._background:
             task.cancel()
         await self.usage_logs.flush()
-        from gateway.upstream import close_sessions
-
         await close_sessions()
 
     def on_event(self, event: dict) -> None:

@@ -7,7 +7,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.rest import envelope, parse, snake
+from core.rest import envelope, parse
 from core.errors import NotFound
 from projects import access, services
 from projects.models import Membership, Project, SessionToken
@@ -175,14 +175,8 @@ class ProjectListView(APIView):
     @extend_schema(request=ProjectIn, responses={201: envelope("project", ProjectOut())})
     def post(self, request):
         data = parse(ProjectIn, request)
-        organization = access.organization_for(request.user, data["organizationId"], Role.ADMIN)
-        project = services.project_create(
-            organization=organization,
-            name=data["name"],
-            mode=data["mode"],
-            caching_enabled=data["cachingEnabled"],
-            cache_duration_seconds=data["cacheDurationSeconds"],
-        )
+        organization = access.organization_for(request.user, data.pop("organization_id"), Role.ADMIN)
+        project = services.project_create(organization=organization, **data)
         return Response({"project": ProjectOut(project).data}, status=201)
 
 
@@ -194,7 +188,7 @@ class ProjectDetailView(APIView):
     @extend_schema(request=ProjectPatchIn, responses={200: envelope("project", ProjectOut())})
     def patch(self, request, project_id):
         project = access.project_for(request.user, project_id, Role.ADMIN)
-        project = services.project_update(project=project, **snake(ProjectPatchIn, parse(ProjectPatchIn, request)))
+        project = services.project_update(project=project, **parse(ProjectPatchIn, request))
         return Response({"project": ProjectOut(project).data})
 
     @extend_schema(responses={204: None})

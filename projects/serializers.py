@@ -77,27 +77,21 @@ class MemberPatchIn(StrictSerializer):
 
 class ProjectIn(StrictSerializer):
     name = serializers.CharField(max_length=255)
-    organizationId = serializers.CharField(max_length=40)
+    organizationId = serializers.CharField(source="organization_id", max_length=40)
     mode = serializers.ChoiceField(choices=Project.Mode.choices, default=Project.Mode.HYBRID)
-    cachingEnabled = serializers.BooleanField(default=False)
+    cachingEnabled = serializers.BooleanField(source="caching_enabled", default=False)
     cacheDurationSeconds = serializers.IntegerField(
-        default=60, min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS
+        source="cache_duration_seconds", default=60,
+        min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS,
     )
 
 
 class ProjectPatchIn(StrictSerializer):
     name = serializers.CharField(max_length=255, required=False)
     mode = serializers.ChoiceField(choices=Project.Mode.choices, required=False)
-    cachingEnabled = serializers.BooleanField(required=False)
+    cachingEnabled = serializers.BooleanField(source="caching_enabled", required=False)
     cacheDurationSeconds = serializers.IntegerField(
-        required=False, min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS
+        source="cache_duration_seconds", required=False,
+        min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS,
     )
     status = serializers.ChoiceField(choices=Project.Status.choices, required=False)
-
-    NAMES = {
-        "name": "name",
-        "mode": "mode",
-        "cachingEnabled": "caching_enabled",
-        "cacheDurationSeconds": "cache_duration_seconds",
-        "status": "status",
-    }

@@ -224,7 +224,7 @@ def _check_cache_duration(seconds) -> int:
         Project.MIN_CACHE_SECONDS <= seconds <= Project.MAX_CACHE_SECONDS
     ):
         raise ValidationFailed.field(
-            "cacheDurationSeconds",
+            "cache_duration_seconds",
             f"must be a whole number of seconds from {Project.MIN_CACHE_SECONDS} to "
             f"{Project.MAX_CACHE_SECONDS} (one year)",
         )

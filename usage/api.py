@@ -80,14 +80,12 @@ class AlertListView(APIView):
     def post(self, request, organization_id):
         organization = access.organization_for(request.user, organization_id, Role.ADMIN)
         data = parse(AlertIn, request)
-        project = None
-        if data["projectId"]:
-            project = organization.projects.filter(pk=data["projectId"]).first()
+        project_id, project = data.pop("project_id"), None
+        if project_id:
+            project = organization.projects.filter(pk=project_id).first()
             if project is None:
                 raise NotFound("project not found")
-        alert = services.alert_create(
-            organization=organization, threshold_usd=data["thresholdUsd"], period=data["period"], project=project
-        )
+        alert = services.alert_create(organization=organization, project=project, **data)
         return Response({"alert": AlertOut(alert).data}, status=201)
 
 

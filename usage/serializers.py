@@ -58,9 +58,9 @@ class AlertOut(serializers.Serializer):
 
 
 class AlertIn(StrictSerializer):
-    thresholdUsd = MoneyField()
+    thresholdUsd = MoneyField(source="threshold_usd")
     period = serializers.ChoiceField(choices=SpendAlert.Period.choices, default=SpendAlert.Period.MONTH)
-    projectId = serializers.CharField(max_length=40, required=False, allow_null=True, default=None)
+    projectId = serializers.CharField(source="project_id", max_length=40, required=False, allow_null=True, default=None)
 
 
 class UsageQuery(serializers.Serializer):

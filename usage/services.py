@@ -13,6 +13,14 @@ from core.money import format_money
 from projects.models import Organization, Project, User
 from usage import rollups
 from usage.models import CreditTransaction, SpendAlert, UsageLog
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError
+from django.db.models import Sum
+from django.utils import timezone
+from apikeys.models import ApiKey
+from usage.analytics import spend_since
+from usage.models import AlertNotice, DailyUsage
 
 
 def _amount(value, field: str = "amount") -> Decimal:
@@ -54,13 +62,13 @@ def credits_add(
 def alert_create(
     *, organization: Organization, threshold_usd, period: str = SpendAlert.Period.MONTH, project: Project | None = None
 ) -> SpendAlert:
-    threshold = _amount(threshold_usd, "thresholdUsd")
+    threshold = _amount(threshold_usd, "threshold_usd")
     if threshold <= 0:
-        raise ValidationFailed.field("thresholdUsd", "must be more than zero USD")
+        raise ValidationFailed.field("threshold_usd", "must be more than zero USD")
     if period not in SpendAlert.Period.values:
         raise ValidationFailed.field("period", f"must be one of {', '.join(SpendAlert.Period.values)}")
     if project is not None and project.organization_id != organization.pk:
-        raise ValidationFailed.field("projectId", "must be a project of this organization")
+        raise ValidationFailed.field("project", "must be a project of this organization")
     return SpendAlert.objects.create(organization=organization, project=project, threshold_usd=threshold, period=period)
 
 
@@ -114,8 +122,6 @@ def _debit_credits(organization_id: str, amount: Decimal, count: int, usage_log_
 
 
 def _disable_keys_at_limit(key_ids) -> None:
-    from apikeys.models import ApiKey
-
     reached = ApiKey.objects.filter(
         pk__in=key_ids, status=ApiKey.Status.ACTIVE, usage_limit__isnull=False, usage__gte=F("usage_limit")
     )
@@ -150,8 +156,6 @@ def usage_ingest(*, records: list[dict]) -> int:
     Idempotent: a record whose log id is already stored is skipped. A record of a project
     deleted meanwhile leaves no row, but its credits are still debited, once, by a ledger
     entry carrying its log id."""
-    from apikeys.models import ApiKey
-
     by_id = {r["id"]: r for r in records}
     stored = set(UsageLog.objects.filter(id__in=list(by_id)).values_list("id", flat=True))
     billed = set(CreditTransaction.objects.filter(usage_log_id__in=list(by_id)).values_list("usage_log_id", flat=True))
@@ -190,8 +194,6 @@ def usage_reconcile() -> dict:
     """Brings key usage and organization credits back to what the records say, disables keys
     at their limit and re-enables keys whose limit was raised. Safe to run any time."""
     fixed = {"keys": _reconcile_keys(), "organizations": _reconcile_organizations(), "enabled": 0}
-    from apikeys.models import ApiKey
-
     _disable_keys_at_limit(list(ApiKey.objects.filter(status=ApiKey.Status.ACTIVE).values_list("id", flat=True)))
     raised = ApiKey.objects.filter(
         status=ApiKey.Status.INACTIVE, disabled_reason=ApiKey.DisabledReason.USAGE_LIMIT
@@ -207,11 +209,6 @@ def usage_reconcile() -> dict:
 def _reconcile_keys() -> int:
     """Key usage = the sum of its rollups. The keys are locked first: an ingest that is
     mid-way either finished before (and is counted on both sides) or waits (on neither)."""
-    from django.db.models import Sum
-
-    from apikeys.models import ApiKey
-    from usage.models import DailyUsage
-
     keys = list(ApiKey.objects.select_for_update().only("id", "usage"))
     spent = dict(DailyUsage.objects.values("api_key_id").annotate(total=Sum("cost")).values_list("api_key_id", "total"))
     fixed = 0
@@ -226,8 +223,6 @@ def _reconcile_keys() -> int:
 @transaction.atomic
 def _reconcile_organizations() -> int:
     """Balance = the sum of the ledger; credits spent = its usage debits (same locking)."""
-    from django.db.models import Sum
-
     organizations = list(Organization.objects.select_for_update().only("id", "credits", "credits_spent"))
     ledger = CreditTransaction.objects.values("organization_id")
     balances = dict(ledger.annotate(total=Sum("amount")).values_list("organization_id", "total"))
@@ -250,12 +245,6 @@ def _period_start(period: str, today):
 def alerts_check(today=None) -> int:
     """Fires each alert whose period's spend crossed its threshold: one notice and one email
     per alert and period, however often this runs (an email that failed is sent next run)."""
-    from django.db import IntegrityError
-    from django.utils import timezone
-
-    from usage.analytics import spend_since
-    from usage.models import AlertNotice
-
     today = today or timezone.now().date()
     for alert in SpendAlert.objects.all():
         start = _period_start(alert.period, today)
@@ -276,11 +265,6 @@ def alerts_check(today=None) -> int:
 
 
 def _email_notice(notice) -> None:
-    from django.conf import settings
-    from django.core.mail import send_mail
-
-    from usage.models import AlertNotice
-
     alert = notice.alert
     scope = f"project {alert.project.name}" if alert.project else f"organization {alert.organization.name}"
     recipients = list(alert.organization.memberships.filter(role__in=["owner", "admin"]).values_list("user__email", flat=True))

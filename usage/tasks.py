@@ -5,6 +5,9 @@ from celery import shared_task
 from django.db import DatabaseError
 
 from usage import services
+from datetime import date, timedelta
+from django.utils import timezone
+from usage.rollups import rebuild_day
 
 
 @shared_task(
@@ -32,12 +35,6 @@ def reconcile_usage() -> dict:
 @shared_task
 def rebuild_rollups(day: str | None = None) -> int:
     """Recomputes a day's rollups from the raw logs (yesterday by default): a nightly repair."""
-    from datetime import date, timedelta
-
-    from django.utils import timezone
-
-    from usage.rollups import rebuild_day
-
     target = date.fromisoformat(day) if day else timezone.now().date() - timedelta(days=1)
     return rebuild_day(target)
 

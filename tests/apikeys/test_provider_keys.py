@@ -76,7 +76,7 @@ def test_a_new_token_given_by_patch_is_not_returned_either(owner, org):
 
     assert response.status_code == 200, response.json()
     assert not _leaks(response.content.decode(), new_token)
-    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == new_token
+    assert ProviderKey.objects.get(pk=key_id).plaintext_token() == new_token
 
 
 def test_the_token_is_stored_encrypted_and_decrypts_back(owner, org):
@@ -88,7 +88,7 @@ def test_the_token_is_stored_encrypted_and_decrypts_back(owner, org):
     row = ProviderKey.objects.filter(pk=key_id).values().get()
     assert not any(_leaks(str(value), TOKEN) for value in row.values())
     assert crypto.decrypt(key.encrypted_token) == TOKEN
-    assert key_services.provider_key_token(key) == TOKEN
+    assert key.plaintext_token() == TOKEN
 
 
 def test_the_masked_token_reveals_at_most_the_last_four_characters(owner, org):
@@ -322,7 +322,7 @@ def test_a_key_the_provider_accepts_is_saved(owner, org, provider):
 
     assert response.status_code == 201, response.json()
     assert [path for path, _ in _Provider.seen] == ["/v1/models"]
-    assert key_services.provider_key_token(ProviderKey.objects.get()) == GOOD
+    assert ProviderKey.objects.get().plaintext_token() == GOOD
 
 
 def test_keys_are_validated_by_default(owner, org, provider):
@@ -399,7 +399,7 @@ def test_a_new_token_given_by_patch_is_validated_too(owner, org, provider):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "provider_key_rejected"
     assert not _leaks(response.content.decode(), BAD)
-    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == GOOD
+    assert ProviderKey.objects.get(pk=key_id).plaintext_token() == GOOD
 
 
 # --- rotation of ENCRYPTION_KEYS -----------------------------------------------------------------
@@ -414,7 +414,7 @@ def test_rotating_the_encryption_keys_keeps_every_provider_key_readable(owner, o
     # Without the old key the token cannot be read: rotation is what keeps it.
     settings.ENCRYPTION_KEYS = [new]
     with pytest.raises(ImproperlyConfigured):
-        key_services.provider_key_token(ProviderKey.objects.get(pk=key_id))
+        ProviderKey.objects.get(pk=key_id).plaintext_token()
 
     settings.ENCRYPTION_KEYS = [new, old]
     assert key_services.provider_keys_reencrypt() == 1
@@ -422,9 +422,9 @@ def test_rotating_the_encryption_keys_keeps_every_provider_key_readable(owner, o
     assert after != before
 
     settings.ENCRYPTION_KEYS = [new]
-    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == TOKEN
+    assert ProviderKey.objects.get(pk=key_id).plaintext_token() == TOKEN
     assert key_services.provider_keys_reencrypt() == 1  # safe to run again
-    assert key_services.provider_key_token(ProviderKey.objects.get(pk=key_id)) == TOKEN
+    assert ProviderKey.objects.get(pk=key_id).plaintext_token() == TOKEN
 
 
 def test_with_several_encryption_keys_the_first_one_encrypts(owner, org, settings):

@@ -1,4 +1,4 @@
-"""Custom provider base URLs must not point the gateway at its own network (SSRF).
+"""Provider base URLs must not point the gateway at its own network (SSRF).
 
 The host is resolved, and every address it resolves to must be a public one: this catches
 loopback, private ranges, link-local and metadata addresses in any spelling (decimal,
@@ -16,7 +16,7 @@ from core.errors import ValidationFailed
 
 
 def _fail(message: str) -> ValidationFailed:
-    return ValidationFailed.field("baseUrl", message)
+    return ValidationFailed.field("base_url", message)
 
 
 def _is_public(address: str) -> bool:
@@ -39,7 +39,7 @@ def resolve_public(host: str, port: int) -> list[str]:
 
 
 def check_base_url(url: str) -> str:
-    """The URL without a trailing slash, or a 400 naming baseUrl."""
+    """The URL without a trailing slash, or a ValidationFailed naming base_url."""
     url = (url or "").strip()
     try:
         parts = urlsplit(url)

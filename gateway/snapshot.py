@@ -1,0 +1,87 @@
+"""A key's snapshot: everything the data plane needs to know about the caller (the API key,
+its project and organization, its IAM rules, the organization's provider keys), as plain
+frozen data. Pure: it imports no app, so the allow check and routing can use it anywhere.
+gateway/keys.py loads snapshots from the database and holds them in memory.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from gateway.iam import Rule
+from gateway.pricing import to_nanos
+
+
+@dataclass(frozen=True)
+class ProviderCreds:
+    provider: str
+    name: str
+    token: str = field(repr=False)
+    base_url: str
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    key_id: str
+    key_active: bool
+    disabled_reason: str | None
+    usage_limit: Decimal | None
+    usage: Decimal
+    project_id: str
+    project_active: bool
+    mode: str
+    caching_enabled: bool
+    cache_duration_seconds: int
+    cache_version: int
+    org_id: str
+    org_active: bool
+    credits: Decimal
+    credits_spent: Decimal
+    rules: tuple[Rule, ...]
+    own_keys: dict[str, ProviderCreds]  # provider id → the organization's key
+    custom_keys: dict[str, ProviderCreds]  # custom provider name → its key and base URL
+
+    @property
+    def limit_nanos(self) -> int | None:
+        return None if self.usage_limit is None else to_nanos(self.usage_limit)
+
+    @property
+    def credited_nanos(self) -> int:
+        return to_nanos(self.credits + self.credits_spent)
+
+
+def snapshot_of(key: Any, rules: Iterable[Any], provider_keys: Iterable[Any]) -> KeySnapshot:
+    """The snapshot of an ApiKey row (with `project.organization` loaded), its active IamRule
+    rows and its organization's active ProviderKey rows, oldest first. Duck-typed so that
+    this module needs no app: a provider key gives its secret through `plaintext_token()`.
+    The first key of a built-in provider serves it; custom providers go by name."""
+    project, org = key.project, key.project.organization
+    own: dict[str, ProviderCreds] = {}
+    custom: dict[str, ProviderCreds] = {}
+    for pk in provider_keys:
+        creds = ProviderCreds(pk.provider, pk.name, pk.plaintext_token(), pk.base_url)
+        if pk.provider == "custom":
+            custom[pk.name] = creds
+        else:
+            own.setdefault(pk.provider, creds)
+    return KeySnapshot(
+        key_id=key.id,
+        key_active=key.status == "active",
+        disabled_reason=key.disabled_reason,
+        usage_limit=key.usage_limit,
+        usage=key.usage,
+        project_id=project.id,
+        project_active=project.status == "active",
+        mode=project.mode,
+        caching_enabled=project.caching_enabled,
+        cache_duration_seconds=project.cache_duration_seconds,
+        cache_version=project.cache_version,
+        org_id=org.id,
+        org_active=org.status == "active",
+        credits=org.credits,
+        credits_spent=org.credits_spent,
+        rules=tuple(Rule(r.rule_type, r.rule_value) for r in rules),
+        own_keys=own,
+        custom_keys=custom,
+    )
