@@ -5,6 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 
 from apikeys import crypto
 from apikeys.models import ApiKey, IamRule, ProviderKey, mask
@@ -75,7 +76,7 @@ def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, s
             raise ValidationFailed.field("status", f"must be one of {', '.join(Status.values)}")
         if status == Status.ACTIVE and _over_limit(key):
             raise Conflict(
-                "usageLimit: this key's usage has reached its limit; raise the limit to enable it",
+                "usage_limit: this key's usage has reached its limit; raise the limit to enable it",
                 code="usage_limit_reached",
                 fields={"usage_limit": ["usage has reached this limit"]},
             )
@@ -87,6 +88,30 @@ def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, s
     key.save()
     _changed(key)
     return key
+
+
+def api_key_limits_enforce(*, key_ids: list[str] | None = None) -> dict[str, int]:
+    """The one writer of "a key at its limit goes inactive": active keys whose usage reached
+    their limit become inactive (`disabled_reason: usage_limit`), and keys disabled for
+    their limit come back once it is raised past their usage or removed. Only the keys in
+    `key_ids` (all keys when None). Returns {"disabled": n, "enabled": n}."""
+    keys = ApiKey.objects.all() if key_ids is None else ApiKey.objects.filter(pk__in=key_ids)
+    reached = keys.filter(status=Status.ACTIVE, usage_limit__isnull=False, usage__gte=F("usage_limit"))
+    raised = keys.filter(status=Status.INACTIVE, disabled_reason=Reason.USAGE_LIMIT).filter(
+        Q(usage_limit__isnull=True) | Q(usage__lt=F("usage_limit"))
+    )
+    counts = {"disabled": 0, "enabled": 0}
+    for key in reached.select_related("project"):
+        counts["disabled"] += keys.filter(pk=key.pk, status=Status.ACTIVE).update(
+            status=Status.INACTIVE, disabled_reason=Reason.USAGE_LIMIT
+        )
+        _changed(key)
+    for key in raised.select_related("project"):
+        counts["enabled"] += keys.filter(pk=key.pk, disabled_reason=Reason.USAGE_LIMIT).update(
+            status=Status.ACTIVE, disabled_reason=None
+        )
+        _changed(key)
+    return counts
 
 
 def api_key_delete(*, api_key: ApiKey) -> None:
@@ -150,7 +175,8 @@ def _clean_pricing_rule(value: dict) -> dict:
     return cleaned
 
 
-def _clean_rule(rule_type: str, rule_value) -> dict:
+def iam_rule_value_clean(rule_type: str, rule_value) -> dict:
+    """The rule value as stored, or a ValidationFailed naming `rule_type` or `rule_value.<key>`."""
     if rule_type not in IamRule.Type.values:
         raise ValidationFailed.field("rule_type", f"must be one of {', '.join(IamRule.Type.values)}")
     if not isinstance(rule_value, dict):
@@ -170,7 +196,7 @@ def iam_rule_create(*, api_key: ApiKey, rule_type: str, rule_value, status: str 
     rule = IamRule.objects.create(
         api_key=api_key,
         rule_type=rule_type,
-        rule_value=_clean_rule(rule_type, rule_value),
+        rule_value=iam_rule_value_clean(rule_type, rule_value),
         status=_check_rule_status(status),
     )
     _changed(api_key)
@@ -180,7 +206,7 @@ def iam_rule_create(*, api_key: ApiKey, rule_type: str, rule_value, status: str 
 def iam_rule_update(*, rule: IamRule, rule_type=_UNSET, rule_value=_UNSET, status=_UNSET) -> IamRule:
     new_type = rule.rule_type if rule_type is _UNSET else rule_type
     new_value = rule.rule_value if rule_value is _UNSET else rule_value
-    rule.rule_value = _clean_rule(new_type, new_value)
+    rule.rule_value = iam_rule_value_clean(new_type, new_value)
     rule.rule_type = new_type
     if status is not _UNSET:
         rule.status = _check_rule_status(status)

@@ -1,6 +1,11 @@
+"""Admin pages of users, organizations, members, projects and session tokens; writes go
+through projects/services.py (project limits, the last owner, deletion stopping requests)."""
+
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from core.admin import ServiceAdmin, record_formset_saves
 from projects import services
 from projects.models import Membership, Organization, Project, SessionToken, User
 
@@ -20,14 +25,26 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "name", "password1", "password2"]})]
 
 
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:  # a membership is one person's: change the role, or remove it
+            self.fields["user"].disabled = True
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipForm
     extra = 0
     autocomplete_fields = ["user"]
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(ServiceAdmin):
     list_display = ["name", "id", "credits", "project_limit", "status", "created_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["name", "id", "memberships__user__email"]
@@ -40,6 +57,26 @@ class OrganizationAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         services.organization_admin_saved(organization=obj)
 
+    def save_formset(self, request, form, formset, change):
+        """Members through the services: the organization always keeps an owner."""
+        new, changed, deleted = [], [], []
+        for gone in formset.deleted_forms:
+            if not gone.instance._state.adding:
+                membership = Membership.objects.get(pk=gone.instance.pk)
+                services.member_remove(membership=membership)
+                deleted.append(membership)
+        for member_form in formset.forms:
+            if member_form in formset.deleted_forms or not member_form.has_changed():
+                continue
+            role = member_form.cleaned_data["role"]
+            if member_form.instance._state.adding:
+                user = member_form.cleaned_data["user"]
+                new.append(services.member_add(organization=form.instance, email=user.email, role=role))
+            else:  # as stored, not as the form already changed it in memory
+                stored = Membership.objects.get(pk=member_form.instance.pk)
+                changed.append((services.member_update(membership=stored, role=role), member_form))
+        record_formset_saves(formset, new=new, changed=changed, deleted=deleted)
+
     def delete_model(self, request, obj):
         services.organization_delete(organization=obj)
 
@@ -49,19 +86,27 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ServiceAdmin):
     list_display = ["name", "id", "organization", "mode", "caching_enabled", "cache_duration_seconds", "status", "created_at"]
     list_filter = ["mode", "status", "caching_enabled", "created_at"]
     search_fields = ["name", "id", "organization__name", "organization__id"]
     readonly_fields = ["id", "created_at", "updated_at"]
     list_select_related = ["organization"]
     raw_id_fields = ["organization"]
+    FIELDS = ("name", "mode", "caching_enabled", "cache_duration_seconds", "status")
+
+    def get_readonly_fields(self, request, obj=None):
+        # A project stays in its organization; a new one starts active (the limit counts it).
+        return [*self.readonly_fields, "organization"] if obj else [*self.readonly_fields, "status"]
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            return super().save_model(request, obj, form, change)
-        fields = ("name", "mode", "caching_enabled", "cache_duration_seconds", "status")
-        services.project_update(project=obj, **{f: form.cleaned_data[f] for f in fields if f in form.changed_data})
+        if not change:  # the organization's project limit holds here too
+            data = {f: form.cleaned_data[f] for f in self.FIELDS if f != "status"}
+            created = services.project_create(organization=form.cleaned_data["organization"], **data)
+            obj.pk = created.pk
+            return
+        changes = {f: form.cleaned_data[f] for f in self.FIELDS if f in form.changed_data}
+        services.project_update(project=Project.objects.get(pk=obj.pk), **changes)
 
     def delete_model(self, request, obj):
         services.project_delete(project=obj)

@@ -1,16 +1,11 @@
+"""Admin pages of the usage log, the credit ledger and spending alerts: records are read
+only; alerts are made and removed through usage/services.py."""
+
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin, ServiceAdmin
+from usage import services
 from usage.models import CreditTransaction, SpendAlert, UsageLog
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what happened: searchable, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UsageLog)
@@ -33,8 +28,24 @@ class CreditTransactionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SpendAlert)
-class SpendAlertAdmin(admin.ModelAdmin):
+class SpendAlertAdmin(ServiceAdmin):
     list_display = ["id", "organization", "project", "threshold_usd", "period", "created_at"]
     list_filter = ["period"]
     search_fields = ["id", "organization__name", "organization__id"]
     raw_id_fields = ["organization", "project"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None  # an alert is made or removed, never edited (its notices refer to it)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        created = services.alert_create(organization=data["organization"], threshold_usd=data["threshold_usd"],
+                                        period=data["period"], project=data["project"])
+        obj.pk = created.pk
+
+    def delete_model(self, request, obj):
+        services.alert_delete(alert=obj)
+
+    def delete_queryset(self, request, queryset):
+        for alert in queryset:
+            services.alert_delete(alert=alert)

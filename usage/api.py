@@ -9,7 +9,7 @@ from core.rest import PageQuery, envelope, keyset_page, parse, parse_query
 from core.errors import NotFound
 from projects import access
 from projects.models import Membership
-from usage import services
+from usage import selectors, services
 from usage.models import UsageLog
 from usage.analytics import usage_summary
 from usage.serializers import AlertIn, AlertOut, LogQuery, TransactionOut, UsageLogOut, UsageQuery
@@ -27,23 +27,10 @@ class LogListView(APIView):
     @extend_schema(parameters=[LogQuery], responses={200: _page("logs", UsageLogOut(many=True))})
     def get(self, request):
         query = parse_query(LogQuery, request)
-        project = access.project_for(request.user, query["projectId"])
-        logs = UsageLog.objects.filter(project=project)
-        if query.get("apiKeyId"):
-            logs = logs.filter(api_key_id=query["apiKeyId"])
-        if query.get("model"):
-            logs = logs.filter(requested_model=query["model"]) | logs.filter(used_model=query["model"])
-        if query.get("provider"):
-            logs = logs.filter(used_provider=query["provider"])
-        if query["cached"] is not None:
-            logs = logs.filter(cached=query["cached"])
-        if query["hasError"] is not None:
-            logs = logs.filter(has_error=query["hasError"])
-        if query.get("from"):
-            logs = logs.filter(created_at__gte=query["from"])
-        if query.get("to"):
-            logs = logs.filter(created_at__lt=query["to"])
-        rows, cursor = keyset_page(logs, cursor=query.get("cursor"), limit=query["limit"])
+        project = access.project_for(request.user, query.pop("project_id"))
+        cursor, limit = query.pop("cursor", None), query.pop("limit")
+        logs = selectors.logs_matching(project=project, **query)
+        rows, cursor = keyset_page(logs, cursor=cursor, limit=limit)
         return Response({"logs": UsageLogOut(rows, many=True).data, "nextCursor": cursor})
 
 

@@ -1,5 +1,7 @@
 """Dashboard forms of the logs' filters and spending alerts."""
 
+from datetime import UTC, datetime, time, timedelta
+
 from django import forms
 
 from usage.models import SpendAlert
@@ -29,6 +31,21 @@ class LogFilterForm(forms.Form):
         if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
             self.add_error("date_to", "must be on or after the From date")
         return data
+
+    def filters(self) -> dict:
+        """The cleaned choices as usage.selectors.logs_matching takes them: whole days in UTC."""
+        data = self.cleaned_data
+        yes_no = {"yes": True, "no": False}
+        return {
+            "api_key_id": data.get("key") or None,
+            "model": data.get("model") or None,
+            "provider": data.get("provider") or None,
+            "cached": yes_no.get(data.get("cached") or ""),
+            "has_error": yes_no.get(data.get("errors") or ""),
+            "since": datetime.combine(data["date_from"], time.min, tzinfo=UTC) if data.get("date_from") else None,
+            "until": (datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=UTC)
+                      if data.get("date_to") else None),
+        }
 
 
 class AlertForm(forms.Form):

@@ -69,15 +69,15 @@ class UsageQuery(serializers.Serializer):
 
 
 class LogQuery(PageQuery):
-    projectId = serializers.CharField(max_length=40)
-    apiKeyId = serializers.CharField(max_length=40, required=False)
+    projectId = serializers.CharField(source="project_id", max_length=40)
+    apiKeyId = serializers.CharField(source="api_key_id", max_length=40, required=False)
     model = serializers.CharField(max_length=200, required=False)
     provider = serializers.CharField(max_length=64, required=False)
     cached = serializers.BooleanField(required=False, allow_null=True, default=None)
-    hasError = serializers.BooleanField(required=False, allow_null=True, default=None)
-    to = serializers.DateTimeField(required=False)
+    hasError = serializers.BooleanField(source="has_error", required=False, allow_null=True, default=None)
+    to = serializers.DateTimeField(source="until", required=False)
 
     def get_fields(self):
         fields = super().get_fields()
-        fields["from"] = serializers.DateTimeField(required=False)  # a Python keyword: no attribute
+        fields["from"] = serializers.DateTimeField(source="since", required=False)  # a Python keyword
         return fields

@@ -18,6 +18,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError
 from django.db.models import Sum
 from django.utils import timezone
+from apikeys import services as key_services
 from apikeys.models import ApiKey
 from usage.analytics import spend_since
 from usage.models import AlertNotice, DailyUsage
@@ -121,15 +122,6 @@ def _debit_credits(organization_id: str, amount: Decimal, count: int, usage_log_
     )
 
 
-def _disable_keys_at_limit(key_ids) -> None:
-    reached = ApiKey.objects.filter(
-        pk__in=key_ids, status=ApiKey.Status.ACTIVE, usage_limit__isnull=False, usage__gte=F("usage_limit")
-    )
-    for key in reached.select_related("project"):
-        ApiKey.objects.filter(pk=key.pk).update(status=ApiKey.Status.INACTIVE, disabled_reason=ApiKey.DisabledReason.USAGE_LIMIT)
-        events.config_changed(key.project.organization_id)
-
-
 def _lock_projects(project_ids: set[str]) -> set[str]:
     """The projects that still exist, share-locked in a fixed order until the batch commits.
 
@@ -183,7 +175,7 @@ def usage_ingest(*, records: list[dict]) -> int:
             ApiKey.objects.filter(pk=key_id).update(usage=F("usage") + per_key[key_id])
     for org_id in sorted(per_org):
         _debit_credits(org_id, *per_org[org_id])
-    _disable_keys_at_limit(list(per_key))
+    key_services.api_key_limits_enforce(key_ids=list(per_key))
     return len(fresh)
 
 
@@ -193,15 +185,8 @@ def usage_ingest(*, records: list[dict]) -> int:
 def usage_reconcile() -> dict:
     """Brings key usage and organization credits back to what the records say, disables keys
     at their limit and re-enables keys whose limit was raised. Safe to run any time."""
-    fixed = {"keys": _reconcile_keys(), "organizations": _reconcile_organizations(), "enabled": 0}
-    _disable_keys_at_limit(list(ApiKey.objects.filter(status=ApiKey.Status.ACTIVE).values_list("id", flat=True)))
-    raised = ApiKey.objects.filter(
-        status=ApiKey.Status.INACTIVE, disabled_reason=ApiKey.DisabledReason.USAGE_LIMIT
-    ).filter(Q(usage_limit__isnull=True) | Q(usage__lt=F("usage_limit")))
-    for key in raised.select_related("project"):
-        ApiKey.objects.filter(pk=key.pk).update(status=ApiKey.Status.ACTIVE, disabled_reason=None)
-        events.config_changed(key.project.organization_id)
-        fixed["enabled"] += 1
+    fixed = {"keys": _reconcile_keys(), "organizations": _reconcile_organizations()}
+    fixed["enabled"] = key_services.api_key_limits_enforce()["enabled"]
     return fixed
 
 

@@ -19,7 +19,7 @@ from core.money import format_money
 from core.dashboard import dashboard_view, render_page, show_error
 from projects.dashboard import organization_page, project_page
 from projects.models import Membership
-from usage import charts, services
+from usage import charts, selectors, services
 from usage.analytics import usage_summary
 from usage.forms import AlertForm, LogFilterForm
 from usage.models import AlertNotice, DailyUsage, UsageLog
@@ -72,25 +72,6 @@ def project_overview(request, project_id):
 # --- logs --------------------------------------------------------------------------------------------
 
 
-def _filtered(project, data: dict):
-    logs = UsageLog.objects.filter(project=project)
-    if data.get("key"):
-        logs = logs.filter(api_key_id=data["key"])
-    if data.get("model"):
-        logs = logs.filter(Q(requested_model=data["model"]) | Q(used_model=data["model"]))
-    if data.get("provider"):
-        logs = logs.filter(used_provider=data["provider"])
-    if data.get("cached"):
-        logs = logs.filter(cached=data["cached"] == "yes")
-    if data.get("errors"):
-        logs = logs.filter(has_error=data["errors"] == "yes")
-    if data.get("date_from"):  # whole days in UTC, as ranges the time index can use
-        logs = logs.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tzinfo=UTC))
-    if data.get("date_to"):
-        logs = logs.filter(created_at__lt=datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=UTC))
-    return logs
-
-
 @dashboard_view
 def logs(request, project_id):
     context = project_page(request, project_id)
@@ -104,7 +85,8 @@ def logs(request, project_id):
     if form.is_valid():
         try:
             rows, next_cursor = keyset_page(
-                _filtered(project, form.cleaned_data), cursor=form.cleaned_data.get("cursor") or None, limit=LOGS_PAGE_SIZE
+                selectors.logs_matching(project=project, **form.filters()),
+                cursor=form.cleaned_data.get("cursor") or None, limit=LOGS_PAGE_SIZE,
             )
         except ServiceError as e:  # a cursor this page did not give out
             form.add_error(None, e.message)

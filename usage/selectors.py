@@ -1,0 +1,40 @@
+"""Reads of the usage log shared by the REST API, the dashboard and its CSV export."""
+
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+
+from projects.models import Project
+from usage.models import UsageLog
+
+
+def logs_matching(
+    *,
+    project: Project,
+    api_key_id: str | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    cached: bool | None = None,
+    has_error: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[UsageLog]:
+    """The project's usage log rows matching every filter given (None: any). `model`
+    matches the model asked for or the one that answered; `since` is inclusive, `until`
+    exclusive (ranges the time index can use)."""
+    logs = UsageLog.objects.filter(project=project)
+    if api_key_id:
+        logs = logs.filter(api_key_id=api_key_id)
+    if model:
+        logs = logs.filter(Q(requested_model=model) | Q(used_model=model))
+    if provider:
+        logs = logs.filter(used_provider=provider)
+    if cached is not None:
+        logs = logs.filter(cached=cached)
+    if has_error is not None:
+        logs = logs.filter(has_error=has_error)
+    if since is not None:
+        logs = logs.filter(created_at__gte=since)
+    if until is not None:
+        logs = logs.filter(created_at__lt=until)
+    return logs
