@@ -16,6 +16,7 @@ from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
 from core.ids import random_string
 from gateway.snapshot import KeySnapshot
+from gateway.record import UsageRecord
 from gateway.pricing import ZERO_COST, Cost, cost_of, to_nanos, worst_case
 from gateway.store import INSUFFICIENT_CREDITS, OK, Account, get_store
 from gateway.upstream import UpstreamFailure, check_custom_host, open_response, read_chunk, read_json
@@ -68,42 +69,42 @@ class Exchange:
         c = self.candidate
         return (c.provider, c.offer.model, c.mode) if c else ("", "", "")
 
-    def record(self) -> dict:
+    def record(self) -> UsageRecord:
         now = time.monotonic()
         c = self.candidate
         paid_with_credits = bool(c and c.paid_with_credits) and self.cached_entry is None
         provider, model, mode = self.served_by()
-        return {
-            "id": self.log_id,
-            "request_id": self.request_id,
-            "project_id": self.snapshot.project_id,
-            "organization_id": self.snapshot.org_id,
-            "api_key_id": self.snapshot.key_id,
-            "created_at": self.created_at.isoformat(),
-            "requested_model": self.requested_model[:200],
-            "used_model": model,
-            "used_provider": provider,
-            "used_mode": mode,
-            "paid_with_credits": paid_with_credits,
-            "streamed": self.stream,
-            "cached": self.cached_entry is not None,
-            "cache_status": self.cache_status,
-            "saved_cost": self.cached_entry["cost"] if self.cached_entry else "0",
-            "prompt_tokens": self.usage.prompt_tokens,
-            "completion_tokens": self.usage.completion_tokens,
-            "total_tokens": self.usage.total_tokens,
-            "cost": str(self.cost.total),
-            "input_cost": str(self.cost.input),
-            "output_cost": str(self.cost.output),
-            "fee": str(self.cost.fee),
-            "duration": int((now - self.started) * 1000),
-            "time_to_first_token": int((self.first_byte_at - self.started) * 1000) if self.first_byte_at else None,
-            "finish_reason": (self.finish_reason or "")[:32],
-            "status_code": self.status,
-            "has_error": self.status >= 400,
-            "error_message": self.error[:2000],
-            "canceled": self.canceled,
-        }
+        return UsageRecord(
+            id=self.log_id,
+            request_id=self.request_id,
+            project_id=self.snapshot.project_id,
+            organization_id=self.snapshot.org_id,
+            api_key_id=self.snapshot.key_id,
+            created_at=self.created_at.isoformat(),
+            requested_model=self.requested_model[:200],
+            used_model=model,
+            used_provider=provider,
+            used_mode=mode,
+            paid_with_credits=paid_with_credits,
+            streamed=self.stream,
+            cached=self.cached_entry is not None,
+            cache_status=self.cache_status,
+            saved_cost=self.cached_entry["cost"] if self.cached_entry else "0",
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            total_tokens=self.usage.total_tokens,
+            cost=str(self.cost.total),
+            input_cost=str(self.cost.input),
+            output_cost=str(self.cost.output),
+            fee=str(self.cost.fee),
+            duration=int((now - self.started) * 1000),
+            time_to_first_token=int((self.first_byte_at - self.started) * 1000) if self.first_byte_at else None,
+            finish_reason=(self.finish_reason or "")[:32],
+            status_code=self.status,
+            has_error=self.status >= 400,
+            error_message=self.error[:2000],
+            canceled=self.canceled,
+        )
 
 
 def _parse(raw: bytes) -> dict:

@@ -12,6 +12,8 @@ import orjson
 from celery import current_app as celery_app
 from django.conf import settings
 
+from gateway.record import UsageRecord
+
 log = logging.getLogger(__name__)
 
 INGEST_TASK = "usage.tasks.ingest_usage"  # stores the records (usage/services.py)
@@ -21,14 +23,14 @@ MAX_BUFFERED = 200_000  # beyond this the broker has been down for long; keep me
 
 class UsageLogBuffer:
     def __init__(self):
-        self.records: list[dict] = []
+        self.records: list[UsageRecord] = []
         self.sent = 0
         self.dropped = 0
 
-    def add(self, record: dict) -> None:
+    def add(self, record: UsageRecord) -> None:
         if len(self.records) >= MAX_BUFFERED:
             self.dropped += 1
-            log.error("usage log buffer full; dropping record %s", record.get("request_id"))
+            log.error("usage log buffer full; dropping record %s", record.request_id)
             return
         self.records.append(record)
 
@@ -49,7 +51,7 @@ class UsageLogBuffer:
             await self.flush()
 
 
-def _send(batch: list[dict]) -> None:
+def _send(batch: list[UsageRecord]) -> None:
     # By name: the data plane hands records over without importing the usage app. One string
     # argument: orjson encodes the batch far faster than kombu's json would.
     celery_app.send_task(

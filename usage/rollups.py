@@ -9,6 +9,7 @@ from django.db import transaction
 
 from projects.models import Project
 from usage.models import DURATION_BUCKETS, DailyUsage, UsageLog
+from gateway.record import UsageRecord
 
 
 def empty_histogram() -> list[int]:
@@ -61,16 +62,15 @@ def _group(project_id: str, created_at: datetime, api_key_id: str, model: str, p
     return (project_id, created_at.date(), api_key_id, model, provider)
 
 
-def add_records(records: list[dict]) -> None:
+def add_records(records: list[UsageRecord]) -> None:
     """Adds freshly stored log records to their days' rows (inside the ingest transaction)."""
     groups: dict[tuple, _Sums] = defaultdict(_Sums)
     for r in records:
-        model = r.get("used_model") or r.get("requested_model", "")
-        key = _group(r["project_id"], datetime.fromisoformat(r["created_at"]), r["api_key_id"], model[:200], r.get("used_provider", ""))
+        model = r.used_model or r.requested_model
+        key = _group(r.project_id, r.created, r.api_key_id, model[:200], r.used_provider)
         groups[key].add(
-            has_error=r.get("has_error"), cache_status=r.get("cache_status", ""), prompt_tokens=r.get("prompt_tokens", 0),
-            completion_tokens=r.get("completion_tokens", 0), cost=r["cost"], saved_cost=r.get("saved_cost", "0"),
-            duration=r.get("duration", 0),
+            has_error=r.has_error, cache_status=r.cache_status, prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens, cost=r.cost, saved_cost=r.saved_cost, duration=r.duration,
         )
     _merge(groups)
 

@@ -1,7 +1,6 @@
 """Actions on credits and spending alerts: the only code that writes them."""
 
 from collections import defaultdict
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.db import connection, transaction
@@ -11,6 +10,7 @@ from core import events
 from core.errors import ValidationFailed
 from core.money import format_money
 from projects.models import Organization, Project, User
+from gateway.record import FIELD_NAMES, NOT_STORED, UsageRecord
 from usage import rollups
 from usage.models import CreditTransaction, SpendAlert, UsageLog
 from django.conf import settings
@@ -79,19 +79,11 @@ def alert_delete(*, alert: SpendAlert) -> None:
 
 # --- usage ingestion (the Celery task usage.tasks.ingest_usage calls this) -----------------
 
-_LOG_FIELDS = [
-    "id", "request_id", "project_id", "api_key_id", "requested_model", "used_model", "used_provider", "used_mode",
-    "streamed", "cached", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "input_cost",
-    "output_cost", "fee", "duration", "time_to_first_token", "finish_reason", "status_code", "has_error",
-    "error_message", "canceled", "cache_status", "saved_cost",
-]
-
-
+_LOG_FIELDS = [name for name in FIELD_NAMES if name not in NOT_STORED and name != "created_at"]
 _MONEY_FIELDS = {"cost", "input_cost", "output_cost", "fee", "saved_cost"}
-_DEFAULTS = {f.attname: f.get_default() for f in UsageLog._meta.concrete_fields}
 
 
-def _insert_rows(records: list[dict]) -> None:
+def _insert_rows(records: list[UsageRecord]) -> None:
     """One multi-row INSERT through the driver: at thousands of rows a second, building
     model instances for bulk_create costs more than the database does."""
     if not records:
@@ -101,9 +93,8 @@ def _insert_rows(records: list[dict]) -> None:
            f"VALUES ({', '.join(['%s'] * len(columns))})")
     rows = []
     for r in records:
-        values = [r.get(f, _DEFAULTS[f]) for f in _LOG_FIELDS]
-        values = [Decimal(v) if f in _MONEY_FIELDS else v for f, v in zip(_LOG_FIELDS, values)]
-        rows.append([*values, datetime.fromisoformat(r["created_at"])])
+        values = [Decimal(getattr(r, f)) if f in _MONEY_FIELDS else getattr(r, f) for f in _LOG_FIELDS]
+        rows.append([*values, r.created])
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -141,35 +132,35 @@ def _lock_projects(project_ids: set[str]) -> set[str]:
 
 
 @transaction.atomic
-def usage_ingest(*, records: list[dict]) -> int:
+def usage_ingest(*, records: list[UsageRecord]) -> int:
     """Stores usage records once each, however often a batch is delivered, and moves key
     usage and organization credits by exactly the amounts of the rows stored.
 
     Idempotent: a record whose log id is already stored is skipped. A record of a project
     deleted meanwhile leaves no row, but its credits are still debited, once, by a ledger
     entry carrying its log id."""
-    by_id = {r["id"]: r for r in records}
+    by_id = {r.id: r for r in records}
     stored = set(UsageLog.objects.filter(id__in=list(by_id)).values_list("id", flat=True))
     billed = set(CreditTransaction.objects.filter(usage_log_id__in=list(by_id)).values_list("usage_log_id", flat=True))
     fresh = [r for rid, r in by_id.items() if rid not in stored and rid not in billed]
     if not fresh:
         return 0
-    live = _lock_projects({r["project_id"] for r in fresh})
-    kept = [r for r in fresh if r["project_id"] in live]
+    live = _lock_projects({r.project_id for r in fresh})
+    kept = [r for r in fresh if r.project_id in live]
     _insert_rows(kept)
     rollups.add_records(kept)
 
     per_key: dict[str, Decimal] = defaultdict(Decimal)
     per_org: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
     for r in fresh:
-        cost = Decimal(r["cost"])
-        per_key[r["api_key_id"]] += cost
-        if r.get("paid_with_credits") and cost:
-            if r["project_id"] in live:
-                total, count = per_org[r["organization_id"]]
-                per_org[r["organization_id"]] = (total + cost, count + 1)
+        cost = Decimal(r.cost)
+        per_key[r.api_key_id] += cost
+        if r.paid_with_credits and cost:
+            if r.project_id in live:
+                total, count = per_org[r.organization_id]
+                per_org[r.organization_id] = (total + cost, count + 1)
             else:
-                _debit_credits(r["organization_id"], cost, 1, usage_log_id=r["id"])
+                _debit_credits(r.organization_id, cost, 1, usage_log_id=r.id)
     for key_id in sorted(per_key):  # a fixed order: concurrent batches cannot deadlock
         if per_key[key_id]:
             ApiKey.objects.filter(pk=key_id).update(usage=F("usage") + per_key[key_id])

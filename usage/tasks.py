@@ -4,6 +4,7 @@ import orjson
 from celery import shared_task
 from django.db import DatabaseError
 
+from gateway.record import UsageRecord
 from usage import services
 from datetime import date, timedelta
 from django.utils import timezone
@@ -19,11 +20,11 @@ from usage.rollups import rebuild_day
     max_retries=None,  # the database coming back is worth waiting for: the records are the bill
 )
 def ingest_usage(self, records: list[dict] | str) -> int:
-    """Inserts a batch of usage records (a list, or the gateway's JSON text of one); a record
-    already stored is skipped."""
+    """Inserts a batch of usage records (a list of gateway.record.UsageRecord objects, or the
+    gateway's JSON text of one); a record already stored is skipped."""
     if isinstance(records, str):
         records = orjson.loads(records)
-    return services.usage_ingest(records=records)
+    return services.usage_ingest(records=[UsageRecord.from_dict(r) for r in records])
 
 
 @shared_task

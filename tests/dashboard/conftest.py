@@ -3,6 +3,8 @@ browser. `as_user(person)` gives a client for one member; `hx(...)` marks a requ
 htmx's, which answers with the page's partial."""
 
 import pytest
+
+from gateway.record import UsageRecord
 from django.test import Client
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -40,7 +42,7 @@ def text(response) -> str:
     return response.content.decode()
 
 
-def usage_record(project, api_key, *, when=None, **fields) -> dict:
+def usage_record(project, api_key, *, when=None, **fields) -> UsageRecord:
     """One usage record as the gateway enqueues it (usage.services.usage_ingest stores it)."""
     import uuid
 
@@ -57,7 +59,7 @@ def usage_record(project, api_key, *, when=None, **fields) -> dict:
         "saved_cost": "0", "paid_with_credits": False,
     }
     record.update(fields)
-    return record
+    return UsageRecord(**record)
 
 
 @pytest.fixture
@@ -68,6 +70,6 @@ def record_usage():
     def record(project, api_key, count: int = 1, **fields) -> list[str]:
         records = [usage_record(project, api_key, **fields) for _ in range(count)]
         usage_ingest(records=records)
-        return [r["id"] for r in records]
+        return [r.id for r in records]
 
     return record

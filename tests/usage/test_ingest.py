@@ -1,19 +1,23 @@
 """Usage ingestion: rows exactly once, and key usage, credits and rollups moving with them."""
 
+import dataclasses
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from apikeys.models import ApiKey
 from core.ids import make_id
 from projects import services as project_services
 from usage.models import CreditTransaction, DailyUsage, UsageLog
+from gateway.record import UsageRecord
+from usage import tasks
 from usage.services import credits_add, usage_ingest
 
 
-def record(project, key, *, cost="0.001", credits=False, **overrides) -> dict:
-    return {
+def record(project, key, *, cost="0.001", credits=False, **overrides) -> UsageRecord:
+    return UsageRecord(**{
         "id": make_id("log"), "request_id": make_id("req"), "project_id": project.id,
         "organization_id": project.organization_id, "api_key_id": key.id,
         "created_at": datetime.now(timezone.utc).isoformat(), "requested_model": "gpt-4o-mini",
@@ -23,7 +27,7 @@ def record(project, key, *, cost="0.001", credits=False, **overrides) -> dict:
         "fee": "0", "duration": 120, "time_to_first_token": 100, "finish_reason": "stop", "status_code": 200,
         "has_error": False, "error_message": "", "canceled": False, "cache_status": "", "saved_cost": "0",
         **overrides,
-    }
+    })
 
 
 def test_a_batch_becomes_rows_and_moves_key_usage(project, api_key):
@@ -59,9 +63,9 @@ def test_overlapping_batches_store_each_record_once(project, api_key):
 
 def test_a_repeated_request_id_is_still_two_rows(project, api_key):
     first, second = record(project, api_key), record(project, api_key)
-    second["request_id"] = first["request_id"]  # a client reusing x-request-id
+    second = dataclasses.replace(second, request_id=first.request_id)  # a client reusing x-request-id
     usage_ingest(records=[first, second])
-    assert UsageLog.objects.filter(request_id=first["request_id"]).count() == 2
+    assert UsageLog.objects.filter(request_id=first.request_id).count() == 2
 
 
 def test_a_deleted_projects_records_still_debit_credits_once(project, api_key, org):
@@ -91,10 +95,11 @@ def test_rollups_add_up_to_the_rows(project, api_key):
     assert sum(row.duration_histogram) == 3
 
 
-@pytest.mark.parametrize("field", ["id", "project_id", "cost"])
-def test_a_malformed_record_fails_the_batch_and_stores_nothing(project, api_key, field):
-    bad = record(project, api_key)
+@pytest.mark.parametrize("field", ["id", "project_id", "created_at"])
+def test_a_record_missing_a_required_field_fails_the_batch_and_stores_nothing(project, api_key, field):
+    bad = dataclasses.asdict(record(project, api_key))
     del bad[field]
-    with pytest.raises(KeyError):
-        usage_ingest(records=[record(project, api_key), bad])
+    good = dataclasses.asdict(record(project, api_key))
+    with pytest.raises(TypeError):
+        tasks.ingest_usage.run(orjson.dumps([good, bad]).decode())
     assert not UsageLog.objects.exists()

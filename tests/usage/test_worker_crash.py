@@ -13,6 +13,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 from django.db import connection, transaction
 
@@ -65,12 +66,13 @@ def _worker(broker_url: str, log: Path) -> subprocess.Popen:
     )
 
 
-def _send(broker_url: str, batch: list[dict]) -> None:
+def _send(broker_url: str, batch: list) -> None:
+    """As the gateway sends a batch: one JSON text of the records."""
     from config.celery import app
     from usage.tasks import ingest_usage
 
     with app.connection_for_write(broker_url) as conn:
-        ingest_usage.apply_async(args=[batch], connection=conn)
+        ingest_usage.apply_async(args=[orjson.dumps(batch).decode()], connection=conn)
 
 
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(transactional_db, org, project, api_key, broker):
