@@ -4,9 +4,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys import services
+from apikeys import selectors, services
 from apikeys.models import ApiKey, IamRule, ProviderKey
 from apikeys.serializers import (
+    ApiKeyCheckIn,
+    ApiKeyCheckOut,
     ApiKeyCreatedOut,
     ApiKeyIn,
     ApiKeyOut,
@@ -80,6 +82,16 @@ class ApiKeyDetailView(APIView):
     def delete(self, request, key_id):
         services.api_key_delete(api_key=_api_key_for(request.user, key_id))
         return Response(status=204)
+
+
+class ApiKeyCheckView(APIView):
+    @extend_schema(request=ApiKeyCheckIn, responses={200: ApiKeyCheckOut()})
+    def post(self, request, key_id):
+        """What the gateway would do with this key and model (IAM rules, mode, provider keys,
+        credits, limits), without calling any provider."""
+        key = _api_key_for(request.user, key_id)
+        verdict = selectors.api_key_check(api_key=key, **parse(ApiKeyCheckIn, request))
+        return Response(ApiKeyCheckOut(verdict).data)
 
 
 class IamRuleListView(APIView):

@@ -4,6 +4,7 @@ decide, and their errors are shown on the form)."""
 from django import forms
 
 from apikeys.models import IamRule
+from gateway.iam import RULE_LABELS
 from gateway.providers import PROVIDERS
 
 
@@ -18,14 +19,6 @@ class ApiKeyForm(forms.Form):
     )
 
 
-RULE_LABELS = {
-    IamRule.Type.ALLOW_MODELS: "Allow only these models",
-    IamRule.Type.DENY_MODELS: "Deny these models",
-    IamRule.Type.ALLOW_PROVIDERS: "Allow only these providers",
-    IamRule.Type.DENY_PROVIDERS: "Deny these providers",
-    IamRule.Type.ALLOW_PRICING: "Allow only models within a price",
-    IamRule.Type.DENY_PRICING: "Deny models by price",
-}
 
 
 def _names(text: str) -> list[str]:

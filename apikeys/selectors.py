@@ -1,10 +1,13 @@
-"""Reads shared by several pages."""
+"""Reads of keys shared by the REST API and the dashboard."""
 
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from apikeys.models import ProviderKey
+from apikeys.models import ApiKey, IamRule, ProviderKey
+from gateway import allow
+from gateway.allow import Verdict
+from gateway.snapshot import KeySnapshot, snapshot_of
 from projects.models import Project
 
 
@@ -49,3 +52,24 @@ def payment_gap(project: Project) -> PaymentGap | None:
             "provider key (OpenAI, Anthropic, Google, ...) under Provider Keys to pay the provider directly.",
         )
     return None
+
+
+def _active_provider_keys(organization_id: str):
+    return ProviderKey.objects.filter(organization_id=organization_id, status=ProviderKey.Status.ACTIVE).order_by("created_at")
+
+
+def project_snapshot(project: Project) -> KeySnapshot:
+    """What the gateway would know about a key of this project with no rules and no limit:
+    to ask the gateway's own routing which models the project can use now."""
+    return snapshot_of(key=None, project=project, rules=(), provider_keys=_active_provider_keys(project.organization_id),
+                       with_tokens=False)
+
+
+def api_key_check(*, api_key: ApiKey, model: str) -> Verdict:
+    """What the gateway would do with this key and model (gateway.allow.check), from the
+    database's current state, without calling any provider."""
+    project = Project.objects.select_related("organization").get(pk=api_key.project_id)
+    rules = api_key.iam_rules.filter(status=IamRule.Status.ACTIVE).order_by("created_at")
+    snapshot = snapshot_of(key=api_key, project=project, rules=rules,
+                           provider_keys=_active_provider_keys(project.organization_id), with_tokens=False)
+    return allow.check(snapshot, model)

@@ -72,6 +72,19 @@ class ApiKeyPatchIn(StrictSerializer):
     status = serializers.ChoiceField(choices=ApiKey.Status.choices, required=False)
 
 
+class ApiKeyCheckIn(StrictSerializer):
+    model = serializers.CharField(max_length=200, help_text="a model id, `provider/model` or `<custom name>/<model>`")
+
+
+class ApiKeyCheckOut(serializers.Serializer):
+    """gateway.allow.Verdict as the API shows it."""
+
+    allowed = serializers.BooleanField(help_text="the gateway would send the request upstream")
+    provider = serializers.CharField(allow_null=True, help_text="the provider it would try first")
+    mode = serializers.CharField(help_text="api-keys or credits: how it would be paid; the project's mode when refused")
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="why it would be refused")
+
+
 class IamRuleIn(StrictSerializer):
     ruleType = serializers.ChoiceField(source="rule_type", choices=IamRule.Type.choices)
     ruleValue = serializers.JSONField(source="rule_value")

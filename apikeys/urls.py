@@ -5,6 +5,7 @@ from apikeys import api
 urlpatterns = [
     path("api-keys", api.ApiKeyListView.as_view()),
     path("api-keys/<str:key_id>", api.ApiKeyDetailView.as_view()),
+    path("api-keys/<str:key_id>/check", api.ApiKeyCheckView.as_view()),
     path("api-keys/<str:key_id>/iam-rules", api.IamRuleListView.as_view()),
     path("api-keys/<str:key_id>/iam-rules/<str:rule_id>", api.IamRuleDetailView.as_view()),
     path("provider-keys", api.ProviderKeyListView.as_view()),

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from apikeys import services
-from apikeys.forms import RULE_LABELS, ApiKeyForm, IamCheckForm, IamRuleForm, ProviderKeyForm
+from apikeys import selectors, services
+from apikeys.forms import ApiKeyForm, IamCheckForm, IamRuleForm, ProviderKeyForm
 from apikeys.models import ApiKey, IamRule, ProviderKey
 from gateway import catalog, iam, routing
 from core.errors import NotFound, ServiceError
@@ -133,7 +133,7 @@ def rule_text(rule: IamRule) -> str:
 def _key_context(context: dict, key: ApiKey, *, edit_form=None, rule_form=None, check=None, **extra) -> dict:
     rules = list(key.iam_rules.order_by("created_at"))
     for rule in rules:
-        rule.label = RULE_LABELS.get(rule.rule_type, rule.rule_type)
+        rule.label = iam.RULE_LABELS.get(rule.rule_type, rule.rule_type)
         rule.text = rule_text(rule)
     custom = _custom_names(context["organization"])
     return {
@@ -145,7 +145,7 @@ def _key_context(context: dict, key: ApiKey, *, edit_form=None, rule_form=None, 
             initial={"description": key.description, "usage_limit": format_money(key.usage_limit)}
         ),
         "rule_form": rule_form or IamRuleForm(custom_names=custom),
-        "check_form": IamCheckForm(initial={"model": check["model"]} if check else None),
+        "check_form": IamCheckForm(initial={"model": check.model} if check else None),
         "check": check,
         "model_ids": _model_ids(custom),
         **extra,
@@ -218,56 +218,12 @@ def iam_rule_delete(request, project_id, key_id, rule_id):
     return render_page(request, KEY_PAGE, _key_context(context, key, rules_notice="Rule deleted."), partial="rules")
 
 
-def key_rules(key: ApiKey) -> tuple[iam.Rule, ...]:
-    """The key's active rules as the gateway applies them (gateway/keys.py loads them alike)."""
-    return tuple(
-        iam.Rule(r.rule_type, r.rule_value) for r in key.iam_rules.filter(status=IamRule.Status.ACTIVE).order_by("created_at")
-    )
-
-
-def _why_refused(rules: tuple[iam.Rule, ...], offer: catalog.Offer) -> list[str]:
-    reasons, allow_types = [], {}
-    for rule in rules:
-        admits = iam.allows((rule,), offer)
-        if rule.rule_type.startswith("deny_"):
-            if not admits:
-                reasons.append(f"denied by “{RULE_LABELS[rule.rule_type]}”")
-        else:
-            allow_types[rule.rule_type] = allow_types.get(rule.rule_type, False) or admits
-    reasons += [f"not admitted by any “{RULE_LABELS[t]}” rule" for t, ok in allow_types.items() if not ok]
-    return reasons
-
-
-def allow_check(project: Project, key: ApiKey, model: str) -> dict:
-    """Would this key be allowed to call `model`? The catalog's offers of the model through
-    the key's IAM rules, and whether the project could pay for an allowed one."""
-    snapshot = project_snapshot(project, rules=key_rules(key))
-    offers = routing.offers_for(SimpleNamespace(custom_keys=snapshot.custom_keys), model)
-    result = {"model": model, "known": bool(offers), "offers": []}
-    for offer in offers:
-        allowed = iam.allows(snapshot.rules, offer)
-        result["offers"].append({
-            "provider": offer.custom_name or offer.provider,
-            "allowed": allowed,
-            "reasons": [] if allowed else _why_refused(snapshot.rules, offer),
-            "price": f"${offer.input_price} / ${offer.output_price} per 1M" if not offer.custom_name else "your custom provider",
-        })
-    result["allowed"] = any(o["allowed"] for o in result["offers"])
-    if result["allowed"]:
-        try:
-            first = routing.candidates(snapshot, model)[0]
-            result["route"] = f"{first.provider} ({'gateway credits' if first.paid_with_credits else 'your provider key'})"
-        except GatewayError as e:
-            result["unpayable"] = e.message
-    return result
-
-
 @dashboard_view
 def iam_check(request, project_id, key_id):
     context = project_page(request, project_id)
     key = _key_of(context["project"], key_id)
     form = IamCheckForm(request.GET)
-    check = allow_check(context["project"], key, form.cleaned_data["model"].strip()) if form.is_valid() else None
+    check = selectors.api_key_check(api_key=key, model=form.cleaned_data["model"].strip()) if form.is_valid() else None
     return render_page(request, KEY_PAGE, _key_context(context, key, check=check), partial="check")
 
 
@@ -336,31 +292,9 @@ def provider_key_delete(request, organization_id, key_id):
 # --- playground ----------------------------------------------------------------------------------
 
 
-def project_snapshot(project: Project, rules: tuple = ()) -> KeySnapshot:
-    """What the gateway would know about a key of this project with these rules, to ask the
-    gateway's own routing which models the project can use. Provider tokens stay encrypted:
-    choosing a provider does not need them."""
-    organization = project.organization
-    own, custom = {}, {}
-    for pk in ProviderKey.objects.filter(organization=organization, status=ProviderKey.Status.ACTIVE).order_by("created_at"):
-        creds = ProviderCreds(pk.provider, pk.name, "", pk.base_url)
-        if pk.provider == "custom":
-            custom[pk.name] = creds
-        else:
-            own.setdefault(pk.provider, creds)
-    return KeySnapshot(
-        key_id="", key_active=True, disabled_reason=None, usage_limit=None, usage=Decimal(0),
-        project_id=project.pk, project_active=project.status == Project.Status.ACTIVE, mode=project.mode,
-        caching_enabled=project.caching_enabled, cache_duration_seconds=project.cache_duration_seconds,
-        cache_version=project.cache_version, org_id=organization.pk,
-        org_active=organization.status == organization.Status.ACTIVE, credits=organization.credits,
-        credits_spent=organization.credits_spent, rules=tuple(rules), own_keys=own, custom_keys=custom,
-    )
-
-
 def usable_models(project: Project) -> list[dict]:
     """The catalog's models this project can call now, each with who would serve it."""
-    snapshot = project_snapshot(project)
+    snapshot = selectors.project_snapshot(project)
     models = []
     for model in catalog.BY_MODEL:
         try:
@@ -389,7 +323,7 @@ def playground(request, project_id):
         **context,
         "tab": "playground",
         "models": usable_models(project),
-        "custom_names": list(project_snapshot(project).custom_keys),
+        "custom_names": list(selectors.project_snapshot(project).custom_keys),
         "playground_key": key,
         "credits": format_money(project.organization.credits),
     })

@@ -14,8 +14,20 @@ from decimal import Decimal
 from gateway.catalog import Offer
 
 
+RULE_LABELS = {
+    "allow_models": "Allow only these models",
+    "deny_models": "Deny these models",
+    "allow_providers": "Allow only these providers",
+    "deny_providers": "Deny these providers",
+    "allow_pricing": "Allow only models within a price",
+    "deny_pricing": "Deny models by price",
+}
+
+
 @dataclass(frozen=True)
 class Rule:
+    """An active IAM rule: `rule_type` one of RULE_LABELS, `value` its stored ruleValue."""
+
     rule_type: str
     value: dict
 
@@ -61,6 +73,7 @@ def _matches(rule: Rule, offer: Offer) -> bool:
 
 
 def allows(rules: tuple[Rule, ...], offer: Offer) -> bool:
+    """Whether the rules let this offer serve (docstring of the module for the semantics)."""
     allowed_by_type: dict[str, bool] = {}
     for rule in rules:
         matched = _matches(rule, offer)
@@ -70,3 +83,17 @@ def allows(rules: tuple[Rule, ...], offer: Offer) -> bool:
         else:
             allowed_by_type[rule.rule_type] = allowed_by_type.get(rule.rule_type, False) or matched
     return all(allowed_by_type.values())
+
+
+def refusals(rules: tuple[Rule, ...], offer: Offer) -> list[str]:
+    """Why the rules refuse this offer, one reason per rule at fault ([] when allowed)."""
+    reasons, allowed_by_type = [], {}
+    for rule in rules:
+        matched = _matches(rule, offer)
+        if rule.rule_type.startswith("deny_"):
+            if matched:
+                reasons.append(f"denied by the rule “{RULE_LABELS[rule.rule_type]}”")
+        else:
+            allowed_by_type[rule.rule_type] = allowed_by_type.get(rule.rule_type, False) or matched
+    reasons += [f"not admitted by any rule “{RULE_LABELS[t]}”" for t, ok in allowed_by_type.items() if not ok]
+    return reasons

@@ -35,7 +35,7 @@ def load_snapshot(token_hash: str) -> KeySnapshot | None:
     provider_keys = ProviderKey.objects.filter(
         organization_id=key.project.organization_id, status=ProviderKey.Status.ACTIVE
     ).order_by("created_at")
-    return snapshot_of(key, rules, provider_keys)
+    return snapshot_of(key=key, project=key.project, rules=rules, provider_keys=provider_keys)
 
 
 class SnapshotCache:

@@ -51,26 +51,30 @@ class KeySnapshot:
         return to_nanos(self.credits + self.credits_spent)
 
 
-def snapshot_of(key: Any, rules: Iterable[Any], provider_keys: Iterable[Any]) -> KeySnapshot:
-    """The snapshot of an ApiKey row (with `project.organization` loaded), its active IamRule
-    rows and its organization's active ProviderKey rows, oldest first. Duck-typed so that
-    this module needs no app: a provider key gives its secret through `plaintext_token()`.
-    The first key of a built-in provider serves it; custom providers go by name."""
-    project, org = key.project, key.project.organization
+def snapshot_of(
+    *, key: Any | None, project: Any, rules: Iterable[Any], provider_keys: Iterable[Any], with_tokens: bool = True
+) -> KeySnapshot:
+    """The snapshot of an ApiKey row (or None: a key of the project with no limit and no
+    rules), its Project (with `organization` loaded), its active IamRule rows and the
+    organization's active ProviderKey rows, oldest first. Duck-typed so that this module
+    needs no app: a provider key gives its secret through `plaintext_token()`, read only
+    `with_tokens` (choosing a provider does not need it). The first key of a built-in
+    provider serves it; custom providers go by name."""
+    org = project.organization
     own: dict[str, ProviderCreds] = {}
     custom: dict[str, ProviderCreds] = {}
     for pk in provider_keys:
-        creds = ProviderCreds(pk.provider, pk.name, pk.plaintext_token(), pk.base_url)
+        creds = ProviderCreds(pk.provider, pk.name, pk.plaintext_token() if with_tokens else "", pk.base_url)
         if pk.provider == "custom":
             custom[pk.name] = creds
         else:
             own.setdefault(pk.provider, creds)
     return KeySnapshot(
-        key_id=key.id,
-        key_active=key.status == "active",
-        disabled_reason=key.disabled_reason,
-        usage_limit=key.usage_limit,
-        usage=key.usage,
+        key_id=key.id if key else "",
+        key_active=key.status == "active" if key else True,
+        disabled_reason=key.disabled_reason if key else None,
+        usage_limit=key.usage_limit if key else None,
+        usage=key.usage if key else Decimal(0),
         project_id=project.id,
         project_active=project.status == "active",
         mode=project.mode,

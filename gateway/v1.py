@@ -10,6 +10,7 @@ from django.db import DatabaseError
 
 from core import events
 from gateway import chat, http, iam
+from gateway.allow import key_refusal
 from gateway.catalog import BY_MODEL
 from gateway.errors import GatewayError
 from core.ids import random_string
@@ -40,14 +41,9 @@ def _known(snapshot: KeySnapshot | None) -> KeySnapshot:
 
 def _check_access(snapshot: KeySnapshot | None) -> KeySnapshot:
     snapshot = _known(snapshot)
-    if not snapshot.key_active:
-        if snapshot.disabled_reason == "usage_limit":
-            raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
-        raise GatewayError(401, "This API key is disabled.", "invalid_api_key")
-    if not snapshot.project_active:
-        raise GatewayError(403, "This API key's project is archived.", "permission_denied")
-    if not snapshot.org_active:
-        raise GatewayError(403, "This API key's organization is suspended.", "permission_denied")
+    refused = key_refusal(snapshot)
+    if refused is not None:
+        raise refused
     return snapshot
 
 

@@ -4,6 +4,7 @@ allowed to call model X?" (the key's active rules applied to the catalog's offer
 from decimal import Decimal
 
 from apikeys import services as key_services
+from usage import services as usage_services
 from apikeys.models import ApiKey, IamRule
 from gateway import catalog, iam
 from tests.dashboard.conftest import text
@@ -87,7 +88,8 @@ def test_the_check_says_yes_for_an_allowed_model_and_names_the_route(owner, org,
 
     page = text(as_user(owner).get(_url(project, api_key, "check"), {"model": "gpt-4o-mini"}, htmx=True))
 
-    assert "<strong>Yes.</strong> This key may call “gpt-4o-mini”; the gateway would use openai (your provider key)." in page
+    assert ("<strong>Yes.</strong> This key may call “gpt-4o-mini”: the gateway would use openai, paid with the "
+            "organization's own provider key.") in page
 
 
 def test_the_check_says_no_and_why_for_a_refused_model(owner, project, api_key, as_user):
@@ -96,12 +98,16 @@ def test_the_check_says_no_and_why_for_a_refused_model(owner, project, api_key, 
 
     page = text(as_user(owner).get(_url(project, api_key, "check"), {"model": "llama-3.3-70b-instruct"}, htmx=True))
 
-    assert "<strong>No.</strong> This key's rules refuse every provider of “llama-3.3-70b-instruct”." in page
-    assert "denied by “Deny these providers”" in page
-    assert "not admitted by any “Allow only these models” rule" in page
+    assert "<strong>No.</strong> A request for “llama-3.3-70b-instruct” with this key would be refused" in page
+    assert "IAM rules do not allow the model" in page
+    assert "denied by the rule “Deny these providers”" in page
+    assert "not admitted by any rule “Allow only these models”" in page
 
 
-def test_the_check_agrees_with_the_gateways_iam_for_every_catalog_model(owner, project, api_key, as_user):
+def test_the_check_agrees_with_the_gateways_iam_for_every_catalog_model(owner, org, project, api_key, as_user, settings):
+    # Credits and the gateway's own key for every provider: only the rules can refuse.
+    settings.PROVIDER_API_KEYS = {provider: "gw-key" for provider in settings.PROVIDER_API_KEYS}
+    usage_services.credits_add(organization=org, amount="5")
     key_services.iam_rule_create(api_key=api_key, rule_type="allow_pricing", rule_value={"maxInputPrice": "1"})
     key_services.iam_rule_create(api_key=api_key, rule_type="deny_models", rule_value={"models": ["gpt-4o-mini"]})
     rules = (iam.Rule("allow_pricing", {"maxInputPrice": "1"}), iam.Rule("deny_models", {"models": ["gpt-4o-mini"]}))
@@ -113,7 +119,8 @@ def test_the_check_agrees_with_the_gateways_iam_for_every_catalog_model(owner, p
         assert ("<strong>Yes.</strong>" in page) == expected, model
 
 
-def test_an_inactive_rule_is_left_out_of_the_check(owner, project, api_key, as_user):
+def test_an_inactive_rule_is_left_out_of_the_check(owner, org, project, api_key, as_user):
+    key_services.provider_key_create(organization=org, provider="openai", token="sk-own-openai-key", validate=False)
     key_services.iam_rule_create(api_key=api_key, rule_type="deny_models", rule_value={"models": ["gpt-4o"]}, status="inactive")
 
     page = text(as_user(owner).get(_url(project, api_key, "check"), {"model": "gpt-4o"}, htmx=True))
@@ -124,7 +131,7 @@ def test_an_inactive_rule_is_left_out_of_the_check(owner, project, api_key, as_u
 def test_the_check_of_an_unknown_model_says_so(owner, project, api_key, as_user):
     page = text(as_user(owner).get(_url(project, api_key, "check"), {"model": "no-such-model"}, htmx=True))
 
-    assert "“no-such-model” is not a model this gateway offers." in page
+    assert "The model &#x27;no-such-model&#x27; does not exist or is not offered by this gateway." in page
 
 
 def test_developers_edit_keys_and_outsiders_get_404(developer, outsider, project, api_key, as_user):
