@@ -20,8 +20,8 @@ from apikeys.serializers import (
     ProviderKeyOut,
     ProviderKeyPatchIn,
 )
-from core.rest import envelope, parse
 from core.errors import NotFound
+from core.rest import envelope, parse
 from projects import access
 from projects.models import Membership
 

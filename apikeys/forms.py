@@ -3,7 +3,6 @@ decide, and their errors are shown on the form)."""
 
 from django import forms
 
-from apikeys.models import IamRule
 from gateway.iam import RULE_LABELS
 from gateway.providers import PROVIDERS
 

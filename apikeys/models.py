@@ -4,7 +4,6 @@ from django.conf import settings
 from django.db import models
 
 from apikeys import crypto
-
 from core.ids import PrefixedIdField
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from projects.models import Organization, Project

@@ -9,14 +9,14 @@ from django.db.models import F, Q
 
 from apikeys import crypto
 from apikeys.models import ApiKey, IamRule, ProviderKey, mask
-from core.urlsafety import check_base_url
 from apikeys.validation import validate_provider_token
 from core import events
 from core.errors import Conflict, ValidationFailed
+from core.hashing import sha256_hex
 from core.ids import random_string
+from core.urlsafety import check_base_url
 from gateway.providers import PROVIDERS
 from projects.models import Organization, Project, User
-from core.hashing import sha256_hex
 
 Status = ApiKey.Status
 Reason = ApiKey.DisabledReason

@@ -3,8 +3,8 @@
 import requests
 from django.conf import settings
 
-from core.redaction import redact
 from core.errors import ValidationFailed
+from core.redaction import redact
 from gateway.providers import PROVIDERS
 
 

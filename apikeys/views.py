@@ -1,8 +1,6 @@
 """Dashboard pages of API keys (with their IAM rules), provider keys and the playground:
 parse → the same services as the REST API (apikeys/services.py) → render."""
 
-from decimal import Decimal
-from types import SimpleNamespace
 
 from django.http import JsonResponse
 from django.urls import reverse
@@ -12,13 +10,12 @@ from django.views.decorators.http import require_POST
 from apikeys import selectors, services
 from apikeys.forms import ApiKeyForm, IamCheckForm, IamRuleForm, ProviderKeyForm
 from apikeys.models import ApiKey, IamRule, ProviderKey
-from gateway import catalog, iam, routing
-from core.errors import NotFound, ServiceError
-from gateway.errors import GatewayError
-from gateway.snapshot import KeySnapshot, ProviderCreds
-from core.money import format_money
-from gateway.providers import PROVIDERS
 from core.dashboard import dashboard_view, redirect_page, render_page, show_error
+from core.errors import NotFound, ServiceError
+from core.money import format_money
+from gateway import catalog, iam, routing
+from gateway.errors import GatewayError
+from gateway.providers import PROVIDERS
 from projects.dashboard import organization_page, project_page
 from projects.models import Membership, Project
 

@@ -10,9 +10,10 @@ import asyncio
 import logging
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
-from asgiref.sync import sync_to_async
+
 from core.models import Event
 from core.redis import async_listener, sync_client
 

@@ -1,10 +1,9 @@
 """`/healthz`: the process answers. `/readyz`: its database, cache and broker answer too."""
 
+from celery import current_app as celery_app
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
-
-from celery import current_app as celery_app
 
 
 def _database() -> None:

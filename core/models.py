@@ -10,3 +10,6 @@ class Event(models.Model):
 
     class Meta:
         db_table = "gateway_event"  # created when this model lived in the gateway app
+
+    def __str__(self) -> str:
+        return f"{self.data.get('kind', 'event')} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -1,11 +1,11 @@
 """One Redis client per process and kind (sync for services and tasks, async for /v1)."""
 
+import asyncio
 from functools import cache
 
-from django.conf import settings
-import asyncio
 import redis
 import redis.asyncio
+from django.conf import settings
 
 
 @cache

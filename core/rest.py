@@ -4,12 +4,12 @@ import base64
 from datetime import datetime
 from decimal import Decimal
 
+import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import inline_serializer
-import orjson
 from rest_framework import exceptions, parsers, serializers
 from rest_framework.response import Response
 

@@ -10,12 +10,13 @@ the embedded defaults they live in a database table that the cache-expiry task s
 """
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Count, Sum
+
 from core.redis import async_client, sync_client
 from gateway.models import CachedResponse, CacheStats
 from projects.models import Project
@@ -43,7 +44,7 @@ class DatabaseResponseCache:
     @staticmethod
     @sync_to_async
     def get(key: str) -> dict | None:
-        row = CachedResponse.objects.filter(key=key, expires_at__gt=datetime.now(timezone.utc)).only("value").first()
+        row = CachedResponse.objects.filter(key=key, expires_at__gt=datetime.now(UTC)).only("value").first()
         return orjson.loads(bytes(row.value)) if row else None
 
     @staticmethod
@@ -54,7 +55,7 @@ class DatabaseResponseCache:
             CachedResponse.objects.update_or_create(
                 key=key,
                 defaults={"project_id": project_id, "value": raw, "size": len(raw),
-                          "expires_at": datetime.now(timezone.utc) + timedelta(seconds=ttl)},
+                          "expires_at": datetime.now(UTC) + timedelta(seconds=ttl)},
             )
 
 
@@ -96,7 +97,7 @@ def sweep() -> int:
 
 
 def _sweep_table(live: dict[str, int]) -> int:
-    expired, _ = CachedResponse.objects.filter(expires_at__lte=datetime.now(timezone.utc)).delete()
+    expired, _ = CachedResponse.objects.filter(expires_at__lte=datetime.now(UTC)).delete()
     stale = [k for k in CachedResponse.objects.values_list("key", flat=True).iterator() if not _is_current(k, live)]
     for start in range(0, len(stale), 500):
         CachedResponse.objects.filter(key__in=stale[start:start + 500]).delete()
@@ -114,7 +115,7 @@ def _sweep_redis(live: dict[str, int]) -> int:
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.strlen(key)
-        for key, size in zip(keys, pipe.execute()):
+        for key, size in zip(keys, pipe.execute(), strict=True):
             project_stats = stats.setdefault(key.decode()[len(PREFIX):].split(":")[0], [0, 0])
             project_stats[0] += 1
             project_stats[1] += size

@@ -6,23 +6,24 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from django.conf import settings
 
+from core.ids import random_string
 from gateway import http, routing
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
-from core.ids import random_string
-from gateway.snapshot import KeySnapshot
-from gateway.record import UsageRecord
 from gateway.pricing import ZERO_COST, Cost, cost_of, to_nanos, worst_case
+from gateway.record import UsageRecord
+from gateway.snapshot import KeySnapshot
 from gateway.store import INSUFFICIENT_CREDITS, OK, Account, get_store
+from gateway.tokens import Usage
 from gateway.upstream import UpstreamFailure, check_custom_host, open_response, read_chunk, read_json
 from gateway.validation import validate_chat
 from gateway.wire import for_format
-from gateway.wire.base import SSEDecoder, UpstreamFormatError, Usage
+from gateway.wire.base import SSEDecoder, UpstreamFormatError
 
 DONE = b"data: [DONE]\n\n"
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Exchange:
     request_id: str
     log_id: str = field(default_factory=lambda: "log_" + random_string(20))
     started: float = field(default_factory=time.monotonic)
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     requested_model: str = ""
     stream: bool = False
     candidate: routing.Candidate | None = None

@@ -13,7 +13,6 @@ from decimal import Decimal
 
 from gateway.catalog import Offer
 
-
 RULE_LABELS = {
     "allow_models": "Allow only these models",
     "deny_models": "Deny these models",

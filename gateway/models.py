@@ -11,6 +11,9 @@ class CachedResponse(models.Model):
     size = models.PositiveIntegerField()
     expires_at = models.DateTimeField(db_index=True)
 
+    def __str__(self) -> str:
+        return f"{self.key} ({self.size} bytes)"
+
 
 class CacheStats(models.Model):
     """What a project's response cache holds, measured by the cache-expiry task."""
@@ -19,3 +22,6 @@ class CacheStats(models.Model):
     entries = models.PositiveIntegerField(default=0)
     bytes = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.project_id}: {self.entries} entries, {self.bytes} bytes"

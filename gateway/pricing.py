@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 
 from gateway.catalog import Offer
-from gateway.wire.base import Usage
+from gateway.tokens import Usage
 
 NANO = Decimal("0.000000001")
 MILLION = Decimal(1_000_000)

@@ -7,8 +7,8 @@ from django.conf import settings
 
 from gateway import catalog, iam
 from gateway.errors import GatewayError
-from gateway.snapshot import KeySnapshot
 from gateway.providers import PROVIDERS
+from gateway.snapshot import KeySnapshot
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import asyncio
 from dataclasses import dataclass
 
 from django.conf import settings
+
 from core.redis import async_client
 
 OK, USAGE_LIMIT, INSUFFICIENT_CREDITS = 0, 1, 2
@@ -132,7 +133,7 @@ class _Pipeliner:
         except Exception as e:  # Redis unreachable: every caller of this batch hears it
             self._sha.clear()
             results = [e] * len(batch)
-        for (_, _, _, future), result in zip(batch, results):
+        for (_, _, _, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, Exception):
@@ -201,7 +202,7 @@ class RedisStore:
         # Redis back must not wait for thousands of round trips.
         results = await asyncio.gather(*(self._pipeliner().run(_SETTLE, keys, args) for keys, args in backlog),
                                        return_exceptions=True)
-        self._unsettled.extend(item for item, result in zip(backlog, results) if isinstance(result, BaseException))
+        self._unsettled.extend(item for item, result in zip(backlog, results, strict=True) if isinstance(result, BaseException))
 
 
 _store = None

@@ -13,11 +13,11 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from core.errors import ServiceError
 from core.redaction import redact
+from core.urlsafety import resolve_public
 from gateway.errors import GatewayError
 from gateway.wire.base import UpstreamCall, WireFormat
-from core.errors import ServiceError
-from core.urlsafety import resolve_public
 
 _sessions: dict = {}
 

@@ -9,17 +9,17 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from core import events
+from core.hashing import sha256_hex
+from core.ids import random_string
 from gateway import chat, http, iam
 from gateway.allow import key_refusal
 from gateway.catalog import BY_MODEL
 from gateway.errors import GatewayError
-from core.ids import random_string
 from gateway.keys import SnapshotCache
 from gateway.snapshot import KeySnapshot
 from gateway.throttle import FailureThrottle
-from gateway.usagelog import UsageLogBuffer
-from core.hashing import sha256_hex
 from gateway.upstream import close_sessions
+from gateway.usagelog import UsageLogBuffer
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.rest import envelope, parse
 from core.errors import NotFound
+from core.rest import envelope, parse
 from projects import access, services
 from projects.models import Membership, Project, SessionToken
 from projects.serializers import (

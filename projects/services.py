@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from core import events
 from core.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, RateLimited, ValidationFailed
-from projects.models import Membership, Organization, Project, SessionToken, User
 from core.hashing import sha256_hex
+from projects.models import Membership, Organization, Project, SessionToken, User
 
 Role = Membership.Role
 

@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 from apikeys import services as key_services
 from apikeys.forms import ApiKeyForm
 from apikeys.selectors import payment_gap
+from core.dashboard import dashboard_view, redirect_page, render_page, show_error
 from core.errors import NotFound, ServiceError
 from projects import access, services
-from core.dashboard import dashboard_view, redirect_page, render_page, show_error
 from projects.dashboard import SESSION_ORGANIZATION, organization_page, project_page
 from projects.forms import (
     MODE_HELP,

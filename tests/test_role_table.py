@@ -10,13 +10,13 @@ from tests.conftest import make_person
 from tests.test_access_table import ALL_ROUTES, BY_QUERY_OR_BODY, OWN_ONLY, _fill
 from usage import services as usage_services
 
-D, A, O = "developer", "admin", "owner"
+D, A, OWN = "developer", "admin", "owner"
 # The least role each route and method needs (docs/api.md, "Roles": developers read and manage
 # API keys; admins also manage projects, provider keys and members; owners delete).
 NEEDS = {
     ("get", "/api/v1/organizations/<str:organization_id>"): D,
     ("patch", "/api/v1/organizations/<str:organization_id>"): A,
-    ("delete", "/api/v1/organizations/<str:organization_id>"): O,
+    ("delete", "/api/v1/organizations/<str:organization_id>"): OWN,
     ("get", "/api/v1/organizations/<str:organization_id>/members"): D,
     ("post", "/api/v1/organizations/<str:organization_id>/members"): A,
     ("patch", "/api/v1/organizations/<str:organization_id>/members/<str:user_id>"): A,
@@ -29,7 +29,7 @@ NEEDS = {
     ("post", "/api/v1/projects"): A,
     ("get", "/api/v1/projects/<str:project_id>"): D,
     ("patch", "/api/v1/projects/<str:project_id>"): A,
-    ("delete", "/api/v1/projects/<str:project_id>"): O,
+    ("delete", "/api/v1/projects/<str:project_id>"): OWN,
     ("get", "/api/v1/api-keys"): D,
     ("post", "/api/v1/api-keys"): D,
     ("get", "/api/v1/api-keys/<str:key_id>"): D,
@@ -62,7 +62,7 @@ BODIES = {
     ("patch", "/api/v1/provider-keys/<str:key_id>"): {"name": "renamed", "validate": False},
 }
 CALLERS = ["owner", "admin", "developer", "outsider", "anonymous"]
-RANK = {D: 1, A: 2, O: 3}
+RANK = {D: 1, A: 2, OWN: 3}
 ROUTES = [r for r in ALL_ROUTES if r not in OWN_ONLY]
 
 

@@ -29,7 +29,7 @@ def usage_summary(*, project, days: int = 30) -> dict:
                             ("misses", row.cache_misses), ("prompt", row.prompt_tokens),
                             ("completion", row.completion_tokens), ("cost", row.cost), ("saved", row.saved_cost)):
             total[name] += value
-        histogram = [a + b for a, b in zip(histogram, row.duration_histogram or empty_histogram())]
+        histogram = [a + b for a, b in zip(histogram, row.duration_histogram or empty_histogram(), strict=False)]  # rows stored before a bucket was added are shorter
         day = daily[row.day.isoformat()]
         day["requests"] += row.requests
         day["cost"] += row.cost

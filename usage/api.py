@@ -5,12 +5,11 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.rest import PageQuery, envelope, keyset_page, parse, parse_query
 from core.errors import NotFound
+from core.rest import PageQuery, envelope, keyset_page, parse, parse_query
 from projects import access
 from projects.models import Membership
 from usage import selectors, services
-from usage.models import UsageLog
 from usage.analytics import usage_summary
 from usage.serializers import AlertIn, AlertOut, LogQuery, TransactionOut, UsageLogOut, UsageQuery
 

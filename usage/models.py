@@ -145,6 +145,9 @@ class DailyUsage(models.Model):
         ]
         indexes = [models.Index(fields=["project", "day"], name="rollup_project_day")]
 
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.day} {self.model or '(no model)'}: {self.requests} requests"
+
 
 class AlertNotice(models.Model):
     """A spending alert that fired: once per alert and period, shown in the dashboard."""
@@ -158,3 +161,6 @@ class AlertNotice(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["alert", "period_start"], name="one_notice_per_period")]
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.alert_id} since {self.period_start}: {self.spend} USD"

@@ -2,14 +2,14 @@
 
 from bisect import bisect_left
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import transaction
 
+from gateway.record import UsageRecord
 from projects.models import Project
 from usage.models import DURATION_BUCKETS, DailyUsage, UsageLog
-from gateway.record import UsageRecord
 
 
 def empty_histogram() -> list[int]:
@@ -55,7 +55,7 @@ class _Sums:
         for field in ("requests", "errors", "cache_hits", "cache_misses", "prompt_tokens", "completion_tokens", "cost", "saved_cost"):
             setattr(row, field, getattr(row, field) + getattr(self, field))
         current = row.duration_histogram or empty_histogram()
-        row.duration_histogram = [a + b for a, b in zip(current, self.histogram)]
+        row.duration_histogram = [a + b for a, b in zip(current, self.histogram, strict=False)]
 
 
 def _group(project_id: str, created_at: datetime, api_key_id: str, model: str, provider: str) -> tuple:
@@ -95,7 +95,7 @@ _REBUILD_FIELDS = (
 @transaction.atomic
 def rebuild_day(day: date) -> int:
     """Recomputes one day's rows from the raw logs: the repair for any drift. Idempotent."""
-    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    start = datetime.combine(day, time.min, tzinfo=UTC)
     groups: dict[tuple, _Sums] = defaultdict(_Sums)
     # Project by project, so that each scan runs on the (project, created_at) index.
     for project_id in Project.objects.values_list("id", flat=True):

@@ -3,25 +3,22 @@
 from collections import defaultdict
 from decimal import Decimal, InvalidOperation
 
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
 
+from apikeys import services as key_services
+from apikeys.models import ApiKey
 from core import events
 from core.errors import ValidationFailed
 from core.money import format_money
-from projects.models import Organization, Project, User
 from gateway.record import FIELD_NAMES, NOT_STORED, UsageRecord
+from projects.models import Organization, Project, User
 from usage import rollups
-from usage.models import CreditTransaction, SpendAlert, UsageLog
-from django.conf import settings
-from django.core.mail import send_mail
-from django.db import IntegrityError
-from django.db.models import Sum
-from django.utils import timezone
-from apikeys import services as key_services
-from apikeys.models import ApiKey
 from usage.analytics import spend_since
-from usage.models import AlertNotice, DailyUsage
+from usage.models import AlertNotice, CreditTransaction, DailyUsage, SpendAlert, UsageLog
 
 
 def _amount(value, field: str = "amount") -> Decimal:

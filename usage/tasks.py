@@ -1,13 +1,14 @@
 """Celery tasks of usage: each takes plain data or ids, and is safe to run twice."""
 
+from datetime import date, timedelta
+
 import orjson
 from celery import shared_task
 from django.db import DatabaseError
+from django.utils import timezone
 
 from gateway.record import UsageRecord
 from usage import services
-from datetime import date, timedelta
-from django.utils import timezone
 from usage.rollups import rebuild_day
 
 

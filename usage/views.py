@@ -2,7 +2,7 @@
 spending alerts. Reads come from the rollups (usage/analytics.py) and the log; writes go
 through usage/services.py."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.db.models import Q
@@ -13,10 +13,10 @@ from django.views.decorators.http import require_POST
 
 from apikeys.models import ApiKey
 from apikeys.selectors import payment_gap
-from core.rest import keyset_page
+from core.dashboard import dashboard_view, render_page, show_error
 from core.errors import NotFound, ServiceError
 from core.money import format_money
-from core.dashboard import dashboard_view, render_page, show_error
+from core.rest import keyset_page
 from projects.dashboard import organization_page, project_page
 from projects.models import Membership
 from usage import charts, selectors, services

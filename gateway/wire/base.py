@@ -7,33 +7,11 @@ OpenAI's shapes, with the provider's real token counts.
 
 from dataclasses import dataclass, field
 
+from gateway.tokens import Usage
+
 
 class UpstreamFormatError(Exception):
     """The provider answered something this format cannot read (bad JSON, a bad event)."""
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_openai(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-
-
-def clean_count(value) -> int:
-    """A token count from a provider: a non-negative int, whatever it sent."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0
-    return max(0, int(value))
 
 
 @dataclass

@@ -13,11 +13,18 @@ from urllib.parse import quote
 
 import orjson
 
-from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, Usage, WireFormat, clean_count
+from gateway.tokens import Usage, clean_count
+from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 from gateway.wire.parts import (
     as_dict as _dict,
+)
+from gateway.wire.parts import (
     as_list as _list,
+)
+from gateway.wire.parts import (
     is_number as _number,
+)
+from gateway.wire.parts import (
     load_event,
     parsed_arguments,
     split_data_url,

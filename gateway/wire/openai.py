@@ -6,7 +6,8 @@ for when streaming); chunks come back byte for byte, read only for usage and fin
 
 import orjson
 
-from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, Usage, WireFormat, clean_count
+from gateway.tokens import Usage, clean_count
+from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 
 
 def usage_from(data) -> Usage | None:

@@ -276,7 +276,7 @@ class _Provider(BaseHTTPRequestHandler):
 
     seen: list = []
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         type(self).seen.append((self.path, dict(self.headers)))
         if self.path == "/v1/models" and self.headers.get("Authorization") == f"Bearer {GOOD}":
             return self._answer(200, {"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]})

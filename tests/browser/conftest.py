@@ -98,7 +98,7 @@ def chromium():
 
 
 @pytest.fixture
-def page(chromium, gateway):  # noqa: F811
+def page(chromium, gateway):
     """A fresh browser session on the live server for each test."""
     chromium.get(gateway.url + "/healthz")
     chromium.delete_all_cookies()

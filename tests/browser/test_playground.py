@@ -5,8 +5,8 @@ import pytest
 
 from apikeys import services as key_services
 from apikeys.models import ApiKey
-from tests.conftest import make_person
 from projects import services
+from tests.conftest import make_person
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ browser. `as_user(person)` gives a client for one member; `hx(...)` marks a requ
 htmx's, which answers with the page's partial."""
 
 import pytest
+from django.test import Client
 
 from gateway.record import UsageRecord
-from django.test import Client
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 

@@ -4,10 +4,10 @@ allowed to call model X?" (the key's active rules applied to the catalog's offer
 from decimal import Decimal
 
 from apikeys import services as key_services
-from usage import services as usage_services
 from apikeys.models import ApiKey, IamRule
 from gateway import catalog, iam
 from tests.dashboard.conftest import text
+from usage import services as usage_services
 
 
 def _url(project, key, rest=""):

@@ -5,9 +5,9 @@ import re
 
 from django.utils import timezone
 
+from tests.dashboard.conftest import text
 from usage import services as usage_services
 from usage.models import AlertNotice, SpendAlert
-from tests.dashboard.conftest import text
 
 
 def _url(org, rest="billing/"):

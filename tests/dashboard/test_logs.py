@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from apikeys import services as key_services
 from projects import services
-from usage.models import UsageLog
 from tests.dashboard.conftest import text
+from usage.models import UsageLog
 
 
 def _url(project, rest=""):

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from tests.dashboard.conftest import text
 from usage import services as usage_services
 from usage.models import AlertNotice
-from tests.dashboard.conftest import text
 
 
 def _stat(page: str, name: str) -> str:

@@ -6,8 +6,8 @@ import re
 from apikeys.models import ApiKey
 from projects import services
 from projects.models import Project
-from usage.models import UsageLog
 from tests.dashboard.conftest import text
+from usage.models import UsageLog
 
 
 def _url(project, rest="settings/"):

@@ -102,7 +102,7 @@ class LiveGateway:
 
 
 @pytest.fixture(scope="session")
-def live_gateway(django_db_setup, django_db_blocker, fake_upstream_server):  # noqa: F811
+def live_gateway(django_db_setup, django_db_blocker, fake_upstream_server):
     data_dir = tempfile.mkdtemp(prefix="llmgw-live-")
     env = _env(fake_upstream_server, data_dir)
     port = free_port()
@@ -154,7 +154,7 @@ def _broker_idle(env: dict) -> bool:
 
 
 @pytest.fixture
-def gateway(live_gateway, transactional_db, fake_upstream):  # noqa: F811
+def gateway(live_gateway, transactional_db, fake_upstream):
     """The live gateway, with committed data the server can see and a clean fake upstream.
     Afterwards it waits for the worker to finish the test's usage batches: emptying the
     tables under a worker mid-transaction would deadlock on PostgreSQL."""

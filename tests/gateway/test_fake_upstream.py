@@ -146,7 +146,7 @@ def test_an_anthropic_stream_sends_the_documented_event_sequence(fake_upstream):
     assert names == ["message_start", "content_block_start", "ping"] + ["content_block_delta"] * 5 + [
         "content_block_stop", "message_delta", "message_stop"]
     data = [json.loads(d) for _, d in events]
-    assert all(d["type"] == name for d, name in zip(data, names))
+    assert all(d["type"] == name for d, name in zip(data, names, strict=True))
     assert data[0]["message"]["model"] == "claude-3-5-haiku-20241022"
     assert data[0]["message"]["usage"]["input_tokens"] == 10
     assert "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta") == DEFAULT_REPLY

@@ -8,10 +8,10 @@ import openai
 import pytest
 
 from apikeys import services as key_services
+from core.hashing import sha256_hex
 from gateway import catalog, routing
 from gateway.keys import load_snapshot
 from projects import services
-from core.hashing import sha256_hex
 from tests.gateway.conftest import eventually, gateway_key
 from usage.models import UsageLog
 from usage.services import credits_add

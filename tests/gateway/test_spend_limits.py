@@ -18,11 +18,11 @@ import pytest
 
 from apikeys import services as key_services
 from apikeys.models import ApiKey
+from core.hashing import sha256_hex
 from gateway.catalog import BY_MODEL
 from gateway.pricing import from_nanos, output_cap, prompt_estimate, to_nanos, worst_case
 from projects import services
 from projects.models import Organization
-from core.hashing import sha256_hex
 from tests.gateway.conftest import eventually
 from usage.models import CreditTransaction, UsageLog
 from usage.services import credits_add

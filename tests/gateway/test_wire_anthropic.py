@@ -4,8 +4,9 @@ answers and stream events come back as OpenAI completions and chunks with real u
 import orjson
 import pytest
 
+from gateway.tokens import Usage
 from gateway.wire.anthropic import FORMAT
-from gateway.wire.base import UpstreamFormatError, Usage
+from gateway.wire.base import UpstreamFormatError
 
 CALL = {"upstream_model": "claude-sonnet-4-20250514", "base_url": "https://api.anthropic.com", "token": "sk-ant-test"}
 IDS = {"model": "anthropic/claude-sonnet-4", "completion_id": "chatcmpl-123", "created": 1700000000}

@@ -4,7 +4,8 @@ Gemini's answers and stream events come back as OpenAI completions and chunks wi
 import orjson
 import pytest
 
-from gateway.wire.base import UpstreamFormatError, Usage
+from gateway.tokens import Usage
+from gateway.wire.base import UpstreamFormatError
 from gateway.wire.google import FORMAT
 
 CALL = {"upstream_model": "gemini-2.5-flash", "base_url": "https://generativelanguage.googleapis.com", "token": "AIza-test"}

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from projects.models import SessionToken, User
 from core.hashing import sha256_hex
+from projects.models import SessionToken, User
 from tests.conftest import Api
 
 SIGNUP = {"email": "Ada@Example.com", "password": "correct horse battery", "name": "Ada"}

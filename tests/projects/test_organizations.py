@@ -1,7 +1,7 @@
 """Organizations and their members with roles."""
 
-from projects.models import Membership, Organization, Project
 from projects import services
+from projects.models import Membership, Organization, Project
 
 
 def test_a_user_creates_an_organization_and_owns_it(outsider):

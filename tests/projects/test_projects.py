@@ -5,9 +5,9 @@ import re
 import pytest
 
 from apikeys.models import ApiKey
+from core.hashing import sha256_hex
 from projects import services
 from projects.models import Project
-from core.hashing import sha256_hex
 from usage.models import UsageLog
 
 GUIDE_CREATE = {

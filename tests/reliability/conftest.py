@@ -201,7 +201,7 @@ class Processes:
 
 
 @pytest.fixture
-def processes(transactional_db, fake_upstream):  # noqa: F811
+def processes(transactional_db, fake_upstream):
     """Starts gateways and workers for one test. Torn down before the test's tables are
     emptied (it depends on transactional_db), so no worker is mid-transaction then."""
     started = Processes(Path(tempfile.mkdtemp(prefix="llmgw-rel-")))
@@ -213,7 +213,7 @@ def processes(transactional_db, fake_upstream):  # noqa: F811
 
 
 @pytest.fixture
-def base_env(django_db_setup, fake_upstream_server):  # noqa: F811
+def base_env(django_db_setup, fake_upstream_server):
     """The live gateway's environment (database, secrets, fake upstream, short timeouts)
     without its Redis: a test adds the Redis (or none) it wants."""
     env = _env(fake_upstream_server, tempfile.gettempdir())

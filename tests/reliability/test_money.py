@@ -15,11 +15,11 @@ import httpx
 import orjson
 
 from apikeys.models import ApiKey
+from core.hashing import sha256_hex
 from gateway.catalog import BY_MODEL
 from gateway.pricing import from_nanos, output_cap, prompt_estimate, to_nanos, worst_case
 from projects import services
 from projects.models import Organization
-from core.hashing import sha256_hex
 from tests.reliability.conftest import RedisServer, eventually, headers_for, send_all, wait_for_rows
 from usage.models import CreditTransaction, UsageLog
 from usage.services import credits_add

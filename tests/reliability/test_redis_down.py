@@ -21,10 +21,10 @@ from decimal import Decimal
 import orjson
 
 from apikeys.models import ApiKey
+from core.hashing import sha256_hex
 from gateway.pricing import to_nanos
 from projects import services
 from projects.models import Organization
-from core.hashing import sha256_hex
 from tests.reliability.conftest import RedisServer, eventually, send_all, wait_for_rows
 from usage.models import CreditTransaction, UsageLog
 from usage.services import credits_add

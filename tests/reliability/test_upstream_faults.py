@@ -15,8 +15,8 @@ import pytest
 
 from apikeys import services as key_services
 from apikeys.models import ApiKey
-from projects import services
 from core.hashing import sha256_hex
+from projects import services
 from tests.reliability.conftest import Answer, eventually, send, send_all, wait_for_rows
 from usage.models import UsageLog
 from usage.services import credits_add

@@ -1,7 +1,7 @@
 """Usage ingestion: rows exactly once, and key usage, credits and rollups moving with them."""
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
@@ -9,10 +9,10 @@ import pytest
 
 from apikeys.models import ApiKey
 from core.ids import make_id
-from projects import services as project_services
-from usage.models import CreditTransaction, DailyUsage, UsageLog
 from gateway.record import UsageRecord
+from projects import services as project_services
 from usage import tasks
+from usage.models import CreditTransaction, DailyUsage, UsageLog
 from usage.services import credits_add, usage_ingest
 
 
@@ -20,7 +20,7 @@ def record(project, key, *, cost="0.001", credits=False, **overrides) -> UsageRe
     return UsageRecord(**{
         "id": make_id("log"), "request_id": make_id("req"), "project_id": project.id,
         "organization_id": project.organization_id, "api_key_id": key.id,
-        "created_at": datetime.now(timezone.utc).isoformat(), "requested_model": "gpt-4o-mini",
+        "created_at": datetime.now(UTC).isoformat(), "requested_model": "gpt-4o-mini",
         "used_model": "gpt-4o-mini", "used_provider": "openai", "used_mode": "credits" if credits else "api-keys",
         "paid_with_credits": credits, "streamed": False, "cached": False, "prompt_tokens": 10,
         "completion_tokens": 5, "total_tokens": 15, "cost": cost, "input_cost": cost, "output_cost": "0",

@@ -1,15 +1,15 @@
 """The Celery tasks, called as the worker calls them, each run twice to the same result."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.core import mail
 
 from apikeys.models import ApiKey
-from gateway import tasks as gateway_tasks
-from gateway.cache import cache_key
 from core import tasks as core_tasks
 from core.models import Event
+from gateway import tasks as gateway_tasks
+from gateway.cache import cache_key
 from gateway.models import CachedResponse, CacheStats
 from projects import services as project_services
 from projects.models import Organization
@@ -54,7 +54,7 @@ def test_reconcile_leaves_keys_disabled_by_hand_alone(project, api_key):
 
 
 def test_rebuilding_a_day_gives_the_same_rollups_as_ingestion(project, api_key):
-    when = datetime(2026, 1, 15, 12, tzinfo=timezone.utc).isoformat()
+    when = datetime(2026, 1, 15, 12, tzinfo=UTC).isoformat()
     usage_ingest(records=[record(project, api_key, created_at=when, duration=d) for d in (10, 200, 4000)])
     before = list(DailyUsage.objects.values())
     tasks.rebuild_rollups("2026-01-15")
@@ -88,7 +88,7 @@ def test_a_project_alert_counts_only_that_project(project, api_key, org):
 
 def test_a_new_period_fires_again(project, api_key, org):
     alert_create(organization=org, threshold_usd="0.5", period="day")
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     usage_ingest(records=[record(project, api_key, cost="1")])
     from usage.services import alerts_check
 
@@ -103,7 +103,7 @@ def _cached(project, version, expires_in=60) -> str:
     key = cache_key(project.id, version, b'{"model":"x"}' + str(expires_in).encode())
     CachedResponse.objects.create(
         key=key, project_id=project.id, value=b"{}", size=2,
-        expires_at=datetime.now(timezone.utc) + timedelta(seconds=expires_in),
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
     )
     return key
 
@@ -127,7 +127,7 @@ def test_the_cache_sweep_removes_expired_stale_and_orphaned_entries_and_measures
 
 def test_old_events_are_purged(db):
     event = Event.objects.create(data={"kind": "config"})
-    Event.objects.filter(pk=event.pk).update(created_at=datetime.now(timezone.utc) - timedelta(hours=2))
+    Event.objects.filter(pk=event.pk).update(created_at=datetime.now(UTC) - timedelta(hours=2))
     Event.objects.create(data={"kind": "config"})
     assert core_tasks.purge_events() == 1
     assert Event.objects.count() == 1
@@ -142,7 +142,7 @@ def test_the_beat_schedule_names_real_tasks():
 
 
 def test_yesterday_is_the_default_day_to_rebuild(project, api_key):
-    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
     usage_ingest(records=[record(project, api_key, created_at=yesterday.isoformat())])
     DailyUsage.objects.all().delete()
     assert tasks.rebuild_rollups() == 1
@@ -153,7 +153,7 @@ def test_yesterday_is_the_default_day_to_rebuild(project, api_key):
 def test_tasks_run_outside_a_transaction_as_the_worker_runs_them(transactional_db, project, api_key, org):
     usage_ingest(records=[record(project, api_key)])
     alert_create(organization=org, threshold_usd="0.0001", period="day")
-    assert tasks.rebuild_rollups(datetime.now(timezone.utc).date().isoformat()) == 1
+    assert tasks.rebuild_rollups(datetime.now(UTC).date().isoformat()) == 1
     assert tasks.reconcile_usage()["keys"] == 0
     assert tasks.check_spend_alerts() == 1
     # With Redis this also sweeps entries other tests left there: any count, but no error.

@@ -1,13 +1,13 @@
 """GET /api/v1/logs and GET /api/v1/usage."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.usage.test_ingest import record
 from usage.services import usage_ingest
 
 
 def _at(minutes_ago: int) -> str:
-    return (datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)).isoformat()
+    return (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
 
 
 def test_usage_sums_requests_cost_tokens_cache_and_errors(owner, project, api_key):
