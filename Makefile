@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test bench install install-dev migrate
+.PHONY: run test lint bench install install-dev migrate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ run: migrate
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Static checks: lint and import order, types, the direction of imports, no missing migration.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy core gateway projects apikeys usage config
+	$(BIN)/lint-imports
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Load benchmarks (not part of the tests): PostgreSQL and Redis on 127.0.0.1, and wrk + ab.
 bench: install-dev
