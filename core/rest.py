@@ -1,7 +1,9 @@
 """What every REST endpoint shares: the error shape, strict input, money fields, paging."""
 
 import base64
-from datetime import datetime
+import binascii
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
@@ -190,12 +192,20 @@ def _encode_cursor(created_at, pk: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{pk}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str):
+_CURSOR_ID = re.compile(r"^[a-z]{2,5}_[A-Za-z0-9]{1,40}$")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(created_at in UTC, id) of a cursor this API gave out, else a 400 naming `cursor`:
+    crafted ones (a NUL, an offset that overflows, a naive time) never reach the database."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, pk = raw.split("|", 1)
-        return datetime.fromisoformat(when), pk
-    except (ValueError, UnicodeDecodeError):
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None or not _CURSOR_ID.match(pk):
+            raise ValueError("not a cursor")
+        return moment.astimezone(UTC), pk
+    except (ValueError, UnicodeDecodeError, OverflowError, binascii.Error):
         raise ValidationFailed.field("cursor", "is not a cursor this API gave out") from None
 
 

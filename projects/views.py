@@ -5,6 +5,7 @@ The same services as the REST API (projects/services.py); access through project
 
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.http import HttpRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -74,11 +75,14 @@ def signup(request):
     return render(request, "projects/signup.html", {"form": form}, status=400 if form.errors else 200)
 
 
-def _next_url(request) -> str:
+def _next_url(request: HttpRequest) -> str:
+    """Where to go after signing in: a path on this site (never another host, a view name
+    or a string with control characters), else home."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return target
-    return reverse("home")
+    on_site = target.startswith("/") and target.isprintable() and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if on_site else reverse("home")
 
 
 def log_in(request):

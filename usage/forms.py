@@ -1,6 +1,6 @@
 """Dashboard forms of the logs' filters and spending alerts."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
 
@@ -44,7 +44,7 @@ class LogFilterForm(forms.Form):
             "has_error": yes_no.get(data.get("errors") or ""),
             "since": datetime.combine(data["date_from"], time.min, tzinfo=UTC) if data.get("date_from") else None,
             "until": (datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=UTC)
-                      if data.get("date_to") else None),
+                      if data.get("date_to") and data["date_to"] < date.max else None),
         }
 
 
