@@ -169,11 +169,14 @@ def _require_owner_for(actor: Membership | None, *roles: str) -> None:
 
 
 def _check_not_last_owner(membership: Membership) -> None:
+    """Raises when this membership is the organization's last owner. The organization's row
+    is locked first: Django drops FOR UPDATE from an aggregate, so locking the owners and
+    counting them would lock nothing, and two owners stepping down together would both see
+    the other and leave none. Callers run in a transaction."""
     if membership.role != Role.OWNER:
         return
-    owners = Membership.objects.select_for_update().filter(
-        organization_id=membership.organization_id, role=Role.OWNER
-    )
+    Organization.objects.select_for_update().filter(pk=membership.organization_id).first()
+    owners = Membership.objects.filter(organization_id=membership.organization_id, role=Role.OWNER)
     if owners.count() <= 1:
         raise Conflict("an organization needs at least one owner", code="last_owner")
 
