@@ -18,6 +18,7 @@ from django.utils import timezone
 from core import events
 from core.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, RateLimited, ValidationFailed
 from core.hashing import sha256_hex
+from core.text import has_control_characters
 from projects.models import Membership, Organization, Project, SessionToken, User
 
 Role = Membership.Role
@@ -127,6 +128,8 @@ def _clean_name(name: str, field: str = "name") -> str:
         raise ValidationFailed.field(field, "this field may not be blank")
     if len(name) > 255:
         raise ValidationFailed.field(field, "at most 255 characters")
+    if has_control_characters(name):
+        raise ValidationFailed.field(field, "must be one line of text, without control characters")
     return name
 
 

@@ -1,5 +1,6 @@
 """Actions on credits and spending alerts: the only code that writes them."""
 
+import logging
 from collections import defaultdict
 from decimal import Decimal, InvalidOperation
 
@@ -14,11 +15,14 @@ from apikeys.models import ApiKey
 from core import events
 from core.errors import ValidationFailed
 from core.money import format_money
+from core.text import each_isolated, one_line
 from gateway.record import FIELD_NAMES, NOT_STORED, UsageRecord
 from projects.models import Organization, Project, User
 from usage import rollups
 from usage.analytics import spend_since
 from usage.models import AlertNotice, CreditTransaction, DailyUsage, SpendAlert, UsageLog
+
+log = logging.getLogger(__name__)
 
 
 def _amount(value, field: str = "amount") -> Decimal:
@@ -217,32 +221,34 @@ def _period_start(period: str, today):
 
 def alerts_check(today=None) -> int:
     """Fires each alert whose period's spend crossed its threshold: one notice and one email
-    per alert and period, however often this runs (an email that failed is sent next run)."""
+    per alert and period, however often this runs (an email that failed is sent next run).
+    One alert that fails (its organization's data, its mail) never stops the others."""
     today = today or timezone.now().date()
-    for alert in SpendAlert.objects.all():
-        start = _period_start(alert.period, today)
-        if AlertNotice.objects.filter(alert=alert, period_start=start).exists():
-            continue
-        spend = spend_since(organization_id=alert.organization_id, project_id=alert.project_id, since=start)
-        if spend >= alert.threshold_usd:
-            try:
-                with transaction.atomic():
-                    AlertNotice.objects.create(alert=alert, period_start=start, spend=spend)
-            except IntegrityError:
-                pass  # another run fired it
-    sent = 0
-    for notice in AlertNotice.objects.filter(emailed=False).select_related("alert__organization", "alert__project"):
-        _email_notice(notice)
-        sent += 1
-    return sent
+    each_isolated(SpendAlert.objects.all(), lambda alert: _fire_if_crossed(alert, today), what="spending alert", log=log)
+    notices = list(AlertNotice.objects.filter(emailed=False).select_related("alert__organization", "alert__project"))
+    failed = each_isolated(notices, _email_notice, what="spending alert email", log=log)
+    return len(notices) - failed
+
+
+def _fire_if_crossed(alert: SpendAlert, today) -> None:
+    start = _period_start(alert.period, today)
+    if AlertNotice.objects.filter(alert=alert, period_start=start).exists():
+        return
+    spend = spend_since(organization_id=alert.organization_id, project_id=alert.project_id, since=start)
+    if spend >= alert.threshold_usd:
+        try:
+            with transaction.atomic():
+                AlertNotice.objects.create(alert=alert, period_start=start, spend=spend)
+        except IntegrityError:
+            pass  # another run fired it
 
 
 def _email_notice(notice) -> None:
     alert = notice.alert
     scope = f"project {alert.project.name}" if alert.project else f"organization {alert.organization.name}"
     recipients = list(alert.organization.memberships.filter(role__in=["owner", "admin"]).values_list("user__email", flat=True))
-    send_mail(
-        subject=f"Spending alert: {scope} passed {format_money(alert.threshold_usd)} USD this {alert.period}",
+    send_mail(  # names are the tenants' own text: one line, or the mail header is refused
+        subject=one_line(f"Spending alert: {scope} passed {format_money(alert.threshold_usd)} USD this {alert.period}"),
         message=f"Spend this {alert.period} (since {notice.period_start}): {format_money(notice.spend)} USD.",
         from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=recipients,
     )

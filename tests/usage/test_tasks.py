@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.core import mail
 
+from apikeys import services as key_services
 from apikeys.models import ApiKey
 from core import tasks as core_tasks
 from core.models import Event
@@ -12,8 +13,9 @@ from gateway import tasks as gateway_tasks
 from gateway.cache import cache_key
 from gateway.models import CachedResponse, CacheStats
 from projects import services as project_services
-from projects.models import Organization
+from projects.models import Organization, Project
 from tests.usage.test_ingest import record
+from usage import services as usage_services
 from usage import tasks
 from usage.models import AlertNotice, DailyUsage
 from usage.services import alert_create, credits_add, usage_ingest
@@ -158,3 +160,47 @@ def test_tasks_run_outside_a_transaction_as_the_worker_runs_them(transactional_d
     assert tasks.check_spend_alerts() == 1
     # With Redis this also sweeps entries other tests left there: any count, but no error.
     assert gateway_tasks.expire_response_cache() >= 0
+
+
+def test_a_tenant_name_with_a_newline_never_stops_the_alerts_of_others(project, api_key, org, owner, outsider):
+    # Stored before names were checked (or by hand): the mail header would refuse it.
+    Project.objects.filter(pk=project.pk).update(name="Evil\r\nBcc: victim@example.com")
+    alert_create(organization=org, threshold_usd="0.5", period="day", project=project)
+    theirs = project_services.project_create(organization=outsider.organization, name="Innocent")
+    their_key = key_services.api_key_create(project=theirs)[1]
+    alert_create(organization=outsider.organization, threshold_usd="0.5", period="day")
+    usage_ingest(records=[record(project, api_key, cost="1"), record(theirs, their_key, cost="1")])
+
+    assert tasks.check_spend_alerts() == 2
+
+    subjects = sorted(m.subject for m in mail.outbox)
+    assert len(subjects) == 2 and all("\n" not in s and "\r" not in s for s in subjects)
+    assert any("Evil Bcc: victim@example.com" in s for s in subjects)
+
+
+def test_one_alert_failing_is_logged_and_the_others_still_fire(project, api_key, org, outsider, monkeypatch, caplog):
+    theirs = project_services.project_create(organization=outsider.organization, name="Theirs")
+    their_key = key_services.api_key_create(project=theirs)[1]
+    alert_create(organization=org, threshold_usd="0.5", period="day")
+    alert_create(organization=outsider.organization, threshold_usd="0.5", period="day")
+    usage_ingest(records=[record(project, api_key, cost="1"), record(theirs, their_key, cost="1")])
+    real = usage_services.spend_since
+
+    def broken_for_one(*, organization_id, **kwargs):
+        if organization_id == org.pk:
+            raise ValueError("this tenant's data is broken")
+        return real(organization_id=organization_id, **kwargs)
+
+    monkeypatch.setattr(usage_services, "spend_since", broken_for_one)
+
+    tasks.check_spend_alerts()
+
+    assert [m.to for m in mail.outbox] == [["outsider@example.com"]]
+    assert "spending alert failed" in caplog.text
+
+
+def test_names_with_control_characters_are_refused_where_they_are_made(owner, org):
+    response = owner.api.post("/api/v1/projects", {"name": "Two\nlines", "organizationId": org.pk})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"name": ["must be one line of text, without control characters"]}
