@@ -114,6 +114,33 @@ def api_key_limits_enforce(*, key_ids: list[str] | None = None) -> dict[str, int
     return counts
 
 
+def playground_description(user: User) -> str:
+    return f"Playground ({user.email})"
+
+
+@transaction.atomic
+def playground_key_create(*, project: Project, user: User) -> tuple[str, ApiKey]:
+    """A fresh key for this user's dashboard playground in this project (the token is given
+    to the page once); the user's previous playground key of the project goes."""
+    description = playground_description(user)
+    for old in project.api_keys.filter(description=description, created_by=user):
+        api_key_delete(api_key=old)
+    return api_key_create(project=project, description=description, created_by=user)
+
+
+def playground_keys_revoke(*, organization: Organization, user: User) -> int:
+    """Deletes the user's playground keys in the organization's projects: a member who
+    leaves loses the keys the dashboard made for them. (Keys they created for services stay:
+    they belong to the project, and the team rolls or deletes them.) Returns how many went."""
+    keys = ApiKey.objects.filter(project__organization=organization, created_by=user,
+                                 description=playground_description(user)).select_related("project")
+    revoked = 0
+    for key in keys:
+        api_key_delete(api_key=key)
+        revoked += 1
+    return revoked
+
+
 def api_key_delete(*, api_key: ApiKey) -> None:
     _changed(api_key)
     api_key.delete()

@@ -307,15 +307,11 @@ def usable_models(project: Project) -> list[dict]:
     return sorted(models, key=lambda m: m["id"])
 
 
-def playground_description(user) -> str:
-    return f"Playground ({user.email})"
-
-
 @dashboard_view
 def playground(request, project_id):
     context = project_page(request, project_id)
     project = context["project"]
-    key = project.api_keys.filter(description=playground_description(request.user), created_by=request.user).first()
+    key = project.api_keys.filter(description=services.playground_description(request.user), created_by=request.user).first()
     return render_page(request, "apikeys/playground.html", {
         **context,
         "tab": "playground",
@@ -334,8 +330,5 @@ def playground_key(request, project_id):
     once (the browser keeps it in sessionStorage). The user's previous playground key goes."""
     context = project_page(request, project_id)
     project = context["project"]
-    description = playground_description(request.user)
-    for old in project.api_keys.filter(description=description, created_by=request.user):
-        services.api_key_delete(api_key=old)
-    token, key = services.api_key_create(project=project, description=description, created_by=request.user)
+    token, key = services.playground_key_create(project=project, user=request.user)
     return JsonResponse({"token": token, "keyId": key.pk, "maskedToken": key.masked_token})

@@ -19,6 +19,7 @@ from core import events
 from core.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, RateLimited, ValidationFailed
 from core.hashing import sha256_hex
 from core.text import has_control_characters
+from projects.signals import member_removed
 from projects.models import Membership, Organization, Project, SessionToken, User
 
 Role = Membership.Role
@@ -214,6 +215,7 @@ def member_remove(*, membership: Membership, actor: Membership | None = None) ->
         _require_owner_for(actor, membership.role)
     _check_not_last_owner(membership)
     membership.delete()
+    member_removed.send(sender=Membership, membership=membership)
 
 
 # --- projects ---------------------------------------------------------------------------------
