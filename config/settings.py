@@ -5,6 +5,7 @@ filesystem broker in DATA_DIR. Production sets DATABASE_URL and REDIS_URL.
 """
 
 import os
+from datetime import timedelta
 import secrets
 from decimal import Decimal
 from pathlib import Path
@@ -120,6 +121,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "template_partials",
     "core",
     "gateway",
@@ -138,6 +140,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -233,6 +236,17 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_TOKEN_TTL_DAYS = env_int("SESSION_TOKEN_TTL_DAYS", 30)
 LOGIN_URL = "/login/"
+# Failed sign-ins (the API, the dashboard and the admin alike) are counted by django-axes per
+# account and client address together, so a stranger cannot lock an account's owner out.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_FORM_FIELD = "email"
+AXES_USERNAME_CALLABLE = "projects.auth.axes_username"
+AXES_LOCKOUT_CALLABLE = "projects.auth.lockout_response"
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
@@ -326,7 +340,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # Upstream providers: <PROVIDER>_BASE_URL overrides the public URL, <PROVIDER>_API_KEY is

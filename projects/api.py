@@ -58,7 +58,7 @@ class LoginView(APIView):
         responses={200: inline_serializer("Login", {"token": serializers.CharField(), "expiresAt": serializers.DateTimeField()})},
     )
     def post(self, request):
-        token, record = services.session_login(**parse(LoginIn, request))
+        token, record = services.session_login(request=request._request, **parse(LoginIn, request))
         return Response({"token": token, "expiresAt": serializers.DateTimeField().to_representation(record.expires_at)})
 
 

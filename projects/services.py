@@ -5,9 +5,14 @@ checked before (projects/access.py); the rules of the domain are checked here.
 """
 
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in
+from django.http import HttpRequest
 from django.contrib.auth.password_validation import validate_password
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -67,36 +72,27 @@ def session_create(*, user: User) -> tuple[str, SessionToken]:
     return plaintext, token
 
 
-LOGIN_FAILURES_ALLOWED = 10
-LOGIN_FAILURE_WINDOW = 15 * 60  # seconds
+def session_login(*, request: HttpRequest, email: str, password: str) -> tuple[str, SessionToken]:
+    """A bearer token for the right password (see user_authenticate for the throttle). A
+    sign-in like the dashboard's: `user_logged_in` is sent (last_login, axes' reset)."""
+    user = user_authenticate(request=request, email=email, password=password)
+    user_logged_in.send(sender=user.__class__, request=request, user=user)
+    return session_create(user=user)
 
 
-def _login_failures_key(email: str) -> str:
-    return "login-failures:" + sha256_hex(email)
-
-
-def session_login(*, email: str, password: str) -> tuple[str, SessionToken]:
-    """A bearer token for the right password (see user_authenticate for the throttle)."""
-    return session_create(user=user_authenticate(email=email, password=password))
-
-
-def user_authenticate(*, email: str, password: str) -> User:
-    """The user with this email and password, for the API and the dashboard alike. After 10
-    wrong passwords for an email in 15 minutes, that email is refused for the rest of the
-    window, right password or not."""
-    email = (email or "").strip().lower()
-    key = _login_failures_key(email)
-    if cache.get(key, 0) >= LOGIN_FAILURES_ALLOWED:
-        raise RateLimited("too many failed logins for this account; try again in 15 minutes", retry_after=LOGIN_FAILURE_WINDOW)
-    user = User.objects.filter(email=email).first()
-    if user is None or not user.is_active or not user.check_password(password or ""):
-        cache.add(key, 0, LOGIN_FAILURE_WINDOW)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, LOGIN_FAILURE_WINDOW)
+def user_authenticate(*, request: HttpRequest, email: str, password: str) -> User:
+    """The user with this email and password, for the API and the dashboard alike (the admin
+    signs in through the same backends). django-axes counts failures per email and client
+    address together: after settings.AXES_FAILURE_LIMIT of them that pair is refused for
+    AXES_COOLOFF_TIME (RateLimited), right password or not, while the account stays open to
+    its owner elsewhere. `request` gives axes the client address."""
+    user = authenticate(request, username=(email or "").strip().lower(), password=password or "")
+    if getattr(request, "axes_locked_out", False):
+        seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+        raise RateLimited(f"too many failed sign-ins for this account from this address; try again in "
+                          f"{seconds // 60} minutes", retry_after=seconds)
+    if user is None or not user.is_active:
         raise NotAuthenticated("invalid email or password", code="invalid_credentials")
-    cache.delete(key)
     return user
 
 
@@ -278,7 +274,7 @@ def project_create(
     return project
 
 
-_PROJECT_CHECKS = {
+_PROJECT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "name": _clean_name,
     "mode": _check_mode,
     "caching_enabled": bool,

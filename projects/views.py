@@ -91,7 +91,9 @@ def log_in(request):
     form = LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:  # the same check, and the same throttle, as the API's login
-            user = services.user_authenticate(email=form.cleaned_data["email"], password=form.cleaned_data["password"])
+            user = services.user_authenticate(
+                request=request, email=form.cleaned_data["email"], password=form.cleaned_data["password"]
+            )
         except ServiceError as e:
             form.add_error(None, "Invalid email or password." if e.status == 401 else e.message)
         else:
