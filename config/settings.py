@@ -291,6 +291,7 @@ SPECTACULAR_SETTINGS = {
         "OrganizationStatusEnum": "projects.models.Organization.Status",
         # API keys, IAM rules and provider keys share active/inactive.
         "ActiveInactiveEnum": "apikeys.models.ApiKey.Status",
+        "InvitationStatusEnum": [("pending", "pending"), ("accepted", "accepted"), ("expired", "expired")],
     },
 }
 

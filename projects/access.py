@@ -11,7 +11,7 @@ from projects.models import Membership, Organization, Project, User
 
 Role = Membership.Role
 
-_ROLE_NAMES = {Role.DEVELOPER: "a developer", Role.ADMIN: "an admin", Role.OWNER: "an owner"}
+_ROLE_NAMES: dict[str, str] = {Role.DEVELOPER: "a developer", Role.ADMIN: "an admin", Role.OWNER: "an owner"}
 
 
 def memberships(user: User) -> QuerySet[Membership]:

@@ -5,9 +5,9 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from core.admin import ServiceAdmin, record_formset_saves
+from core.admin import ReadOnlyAdmin, ServiceAdmin, record_formset_saves
 from projects import services
-from projects.models import Membership, Organization, Project, SessionToken, User
+from projects.models import Invitation, Membership, Organization, Project, SessionToken, User
 
 
 @admin.register(User)
@@ -126,3 +126,17 @@ class SessionTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # a token is only useful to whoever sees it created: log in instead
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdmin):
+    """Invitations are made in the dashboard or the API (the link goes by email); support can
+    see and revoke them here."""
+
+    list_display = ["email", "organization", "role", "status", "created_at", "expires_at", "accepted_at"]
+    list_filter = ["role", "created_at"]
+    search_fields = ["email", "organization__name", "organization__id"]
+    list_select_related = ["organization"]
+
+    def delete_model(self, request, obj):
+        services.invitation_revoke(invitation=obj)

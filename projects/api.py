@@ -12,6 +12,9 @@ from core.rest import envelope, parse
 from projects import access, services
 from projects.models import Membership, Project, SessionToken
 from projects.serializers import (
+    InvitationAcceptIn,
+    InvitationCreatedOut,
+    InvitationOut,
     LoginIn,
     MemberIn,
     MemberOrganizationOut,
@@ -124,11 +127,43 @@ class MemberListView(APIView):
         members = organization.memberships.select_related("user")
         return Response({"members": MemberOut(members, many=True).data})
 
-    @extend_schema(request=MemberIn, responses={201: envelope("member", MemberOut())})
+    @extend_schema(request=MemberIn, responses={201: envelope("invitation", InvitationCreatedOut())})
     def post(self, request, organization_id):
+        """Invites a person by email; they join when they accept (no account is revealed)."""
         actor = access.membership_for(request.user, organization_id, Role.ADMIN)
-        membership = services.member_add(organization=actor.organization, actor=actor, **parse(MemberIn, request))
-        return Response({"member": MemberOut(membership).data}, status=201)
+        accept_url = request.build_absolute_uri("/invitations/") + "{token}/"
+        token, invitation = services.member_invite(
+            organization=actor.organization, actor=actor, accept_url=accept_url, **parse(MemberIn, request)
+        )
+        created = InvitationCreatedOut((invitation, accept_url.replace("{token}", token))).data
+        return Response({"invitation": created}, status=201)
+
+
+class InvitationListView(APIView):
+    @extend_schema(responses={200: envelope("invitations", InvitationOut(many=True))})
+    def get(self, request, organization_id):
+        organization = access.organization_for(request.user, organization_id, Role.ADMIN)
+        pending = organization.invitations.filter(accepted_at__isnull=True)
+        return Response({"invitations": InvitationOut(pending, many=True).data})
+
+
+class InvitationDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, organization_id, invitation_id):
+        organization = access.organization_for(request.user, organization_id, Role.ADMIN)
+        invitation = organization.invitations.filter(pk=invitation_id).first()
+        if invitation is None:
+            raise NotFound("invitation not found")
+        services.invitation_revoke(invitation=invitation)
+        return Response(status=204)
+
+
+class InvitationAcceptView(APIView):
+    @extend_schema(request=InvitationAcceptIn, responses={200: envelope("member", MemberOut())})
+    def post(self, request):
+        """The signed-in user accepts an invitation sent to their email address."""
+        membership = services.invitation_accept(user=request.user, **parse(InvitationAcceptIn, request))
+        return Response({"member": MemberOut(membership).data})
 
 
 class MemberDetailView(APIView):

@@ -9,7 +9,6 @@ from django.shortcuts import render
 from rest_framework import authentication, exceptions
 
 from core.rest import error_body
-
 from projects.services import session_user
 
 

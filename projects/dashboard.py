@@ -41,15 +41,19 @@ def _remember(request: HttpRequest, organization: Organization) -> None:
 
 def organization_page(request: HttpRequest, organization_id: str, role: str = Role.DEVELOPER) -> dict[str, Any]:
     """The page context of an organization the user is a member of (404 otherwise)."""
-    membership = access.membership_for(request.user, organization_id, role)
+    user = request.user
+    assert user.is_authenticated  # dashboard_view lets only signed-in users through
+    membership = access.membership_for(user, organization_id, role)
     _remember(request, membership.organization)
     return {"organization": membership.organization, "membership": membership, "can": permissions(membership)}
 
 
 def project_page(request: HttpRequest, project_id: str, role: str = Role.DEVELOPER) -> dict[str, Any]:
     """The page context of a project of one of the user's organizations (404 otherwise)."""
-    project = access.project_for(request.user, project_id, role)
-    membership = access.membership_for(request.user, project.organization_id)
+    user = request.user
+    assert user.is_authenticated  # dashboard_view lets only signed-in users through
+    project = access.project_for(user, project_id, role)
+    membership = access.membership_for(user, project.organization_id)
     _remember(request, project.organization)
     return {
         "project": project,

@@ -1,6 +1,8 @@
 """Dashboard forms of accounts, organizations, members and projects. They only parse what a
 person typed; the services decide what is allowed and their errors are shown on the form."""
 
+from typing import cast
+
 from django import forms
 
 from projects.models import Membership, Project
@@ -29,7 +31,7 @@ class OrganizationForm(forms.Form):
 
 
 class MemberAddForm(forms.Form):
-    email = forms.EmailField(max_length=254, help_text="They need an account already.")
+    email = forms.EmailField(max_length=254, help_text="They get an email with a link to accept (an account of theirs is not needed yet).")
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.DEVELOPER)
 
 
@@ -94,7 +96,7 @@ class ProjectCachingForm(forms.Form):
 
     def __init__(self, *args, current_duration: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["cache_duration_seconds"].choices = duration_choices(current_duration)
+        cast(forms.TypedChoiceField, self.fields["cache_duration_seconds"]).choices = duration_choices(current_duration)
 
 
 class ProjectSettingsForm(ProjectNameForm, ProjectModeForm, ProjectCachingForm):

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -34,7 +35,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     objects = UserManager()
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     def __str__(self):
         return self.email
@@ -83,7 +84,7 @@ class Membership(models.Model):
         ADMIN = "admin"
         DEVELOPER = "developer"
 
-    RANK = {Role.DEVELOPER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+    RANK: dict[str, int] = {Role.DEVELOPER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
@@ -102,6 +103,40 @@ class Membership(models.Model):
 
     def has_role(self, role: str) -> bool:
         return self.RANK[self.role] >= self.RANK[role]
+
+
+class Invitation(models.Model):
+    """An invitation to join an organization, sent by email; the invitee accepts it while
+    signed in with that email. Nobody is added without consent, and inviting reveals
+    nothing about whether the address has an account."""
+
+    TTL_DAYS = 7
+    TOKEN_PREFIX = "inv_"
+
+    id = PrefixedIdField(prefix="inv")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Membership.Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)  # the link's secret, hashed
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "email"], name="invitation_org_email")]
+
+    def __str__(self):
+        return f"{self.email} as {self.role} of {self.organization_id}"
+
+    @property
+    def status(self) -> str:
+        """pending | accepted | expired"""
+        if self.accepted_at is not None:
+            return "accepted"
+        return "expired" if self.expires_at <= timezone.now() else "pending"
 
 
 class Project(models.Model):

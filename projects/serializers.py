@@ -36,6 +36,30 @@ class MemberOut(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
 
 
+class InvitationOut(serializers.Serializer):
+    id = serializers.CharField()
+    organizationId = serializers.CharField(source="organization_id")
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    status = serializers.ChoiceField(choices=["pending", "accepted", "expired"])
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class InvitationCreatedOut(InvitationOut):
+    """The one answer that carries the link (also emailed): for the inviter to share it."""
+
+    acceptUrl = serializers.CharField(help_text="shown in this response only; the invitee opens it signed in")
+
+    def to_representation(self, instance):
+        invitation, url = instance
+        return {**InvitationOut(invitation).data, "acceptUrl": url}
+
+
+class InvitationAcceptIn(StrictSerializer):
+    token = serializers.CharField(max_length=200, help_text="the secret from the invitation's link")
+
+
 class ProjectOut(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()

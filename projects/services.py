@@ -11,21 +11,21 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.contrib.auth.signals import user_logged_in
-from django.http import HttpRequest
 from django.contrib.auth.password_validation import validate_password
-from django.core.cache import cache
+from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from core import events
-from core.errors import Conflict, LimitReached, NotAuthenticated, PermissionDenied, RateLimited, ValidationFailed
+from core.errors import Conflict, LimitReached, NotAuthenticated, NotFound, PermissionDenied, RateLimited, ValidationFailed
 from core.hashing import sha256_hex
-from core.text import has_control_characters
+from core.text import has_control_characters, one_line
+from projects.models import Invitation, Membership, Organization, Project, SessionToken, User
 from projects.signals import member_removed
-from projects.models import Membership, Organization, Project, SessionToken, User
 
 Role = Membership.Role
 
@@ -212,6 +212,69 @@ def member_remove(*, membership: Membership, actor: Membership | None = None) ->
     _check_not_last_owner(membership)
     membership.delete()
     member_removed.send(sender=Membership, membership=membership)
+
+
+# --- invitations ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def member_invite(*, organization: Organization, email: str, role: str, actor: Membership | None,
+                  accept_url: str) -> tuple[str, Invitation]:
+    """Invites `email` to the organization with `role`: an email with a link to accept, valid
+    Invitation.TTL_DAYS days. The same answer whether or not the address has an account
+    (nothing is revealed); an earlier pending invitation of the address is replaced.
+    `accept_url` is the link with "{token}" where the secret goes. Returns (token, invitation):
+    the token is in the link only and stored hashed."""
+    _check_role(role)
+    _require_owner_for(actor, role)
+    email = _clean_email(email)
+    if organization.memberships.filter(user__email=email).exists():
+        raise Conflict("this person is already a member", code="already_member")
+    organization.invitations.filter(email=email, accepted_at__isnull=True).delete()
+    token = Invitation.TOKEN_PREFIX + secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        organization=organization, email=email, role=role, token_hash=sha256_hex(token),
+        invited_by=actor.user if actor else None,
+        expires_at=timezone.now() + timedelta(days=Invitation.TTL_DAYS),
+    )
+    link = accept_url.replace("{token}", token)
+    inviter = actor.user.name or actor.user.email if actor else "The gateway's operator"
+    transaction.on_commit(lambda: send_mail(
+        subject=one_line(f"You are invited to {organization.name} on LLM Gateway"),
+        message=(f"{inviter} invited you to join the organization {organization.name} as {role}.\n\n"
+                 f"Accept within {Invitation.TTL_DAYS} days, signed in with this email address "
+                 f"({email}):\n{link}\n\nIf you did not expect this, ignore this email."),
+        from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=[email],
+    ))
+    return token, invitation
+
+
+def invitation_for(token: str) -> Invitation:
+    """The pending invitation a link's token names, or NotFound (unknown, used or expired)."""
+    invitation = (Invitation.objects.select_related("organization")
+                  .filter(token_hash=sha256_hex(token or ""), accepted_at__isnull=True).first())
+    if invitation is None or invitation.status != "pending":
+        raise NotFound("this invitation is unknown, already used or expired")
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user: User) -> Membership:
+    """Makes `user` a member with the invited role, when signed in with the invited email."""
+    invitation = invitation_for(token)
+    Invitation.objects.select_for_update().filter(pk=invitation.pk).first()
+    if user.email.lower() != invitation.email.lower():
+        raise PermissionDenied(f"this invitation was sent to another email address; sign in as {invitation.email}")
+    membership, _ = Membership.objects.get_or_create(
+        organization=invitation.organization, user=user, defaults={"role": invitation.role}
+    )
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    return membership
+
+
+def invitation_revoke(*, invitation: Invitation) -> None:
+    invitation.delete()
 
 
 # --- projects ---------------------------------------------------------------------------------

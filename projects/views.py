@@ -70,9 +70,12 @@ def signup(request):
             show_error(form, e)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if request.POST.get("next"):  # e.g. back to the invitation that brought them
+                return redirect(_next_url(request))
             messages.success(request, "Welcome! Create your first project to get an API key.")
             return redirect("project_new", organization_id=organization.pk)
-    return render(request, "projects/signup.html", {"form": form}, status=400 if form.errors else 200)
+    context = {"form": form, "next": request.GET.get("next") or request.POST.get("next", "")}
+    return render(request, "projects/signup.html", context, status=400 if form.errors else 200)
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -136,6 +139,7 @@ def _members_context(context: dict, **forms) -> dict:
         "add_form": forms.get("add_form") or MemberAddForm(),
         "rename_form": forms.get("rename_form") or OrganizationForm(initial={"name": organization.name}),
         "role_choices": Membership.Role.choices,
+        "invitations": organization.invitations.filter(accepted_at__isnull=True),
     }
     return context
 
@@ -167,19 +171,53 @@ def organization_rename(request, organization_id):
 @dashboard_view
 @require_POST
 def member_add(request, organization_id):
+    """Invites a member by email (projects.services.member_invite)."""
     context = organization_page(request, organization_id, Role.ADMIN)
     form = MemberAddForm(request.POST)
     status = 400
     if form.is_valid():
         try:
-            services.member_add(organization=context["organization"], actor=context["membership"], **form.cleaned_data)
+            services.member_invite(organization=context["organization"], actor=context["membership"],
+                                   accept_url=request.build_absolute_uri("/invitations/") + "{token}/",
+                                   **form.cleaned_data)
         except ServiceError as e:
             show_error(form, e)
         else:
+            context["notice"] = f"Invitation sent to {form.cleaned_data['email']}."
             form, status = None, 200
-            context["notice"] = "Member added."
     return render_page(request, "projects/organization.html", _members_context(context, add_form=form),
                        partial="members", status=status)
+
+
+@dashboard_view
+@require_POST
+def invitation_revoke(request, organization_id, invitation_id):
+    context = organization_page(request, organization_id, Role.ADMIN)
+    invitation = context["organization"].invitations.filter(pk=invitation_id).first()
+    if invitation is None:
+        raise NotFound("invitation not found")
+    services.invitation_revoke(invitation=invitation)
+    context["notice"] = f"Invitation of {invitation.email} revoked."
+    return render_page(request, "projects/organization.html", _members_context(context), partial="members")
+
+
+def invitation(request, token):
+    """The link of an invitation: who invites whom to what, and, signed in as the invitee,
+    a button to accept it. Signed out, the way to sign in or up and come back."""
+    try:
+        found = services.invitation_for(token)
+    except ServiceError:
+        return render(request, "projects/invitation.html", {"invalid": True}, status=404)
+    context = {"invitation": found, "next": request.path}
+    if request.method == "POST" and request.user.is_authenticated:
+        try:
+            membership = services.invitation_accept(token=token, user=request.user)
+        except ServiceError as e:
+            context["error"] = e.message
+            return render(request, "projects/invitation.html", context, status=e.status)
+        messages.success(request, f"You joined {membership.organization.name} as {membership.get_role_display()}.")
+        return redirect("organization", organization_id=membership.organization_id)
+    return render(request, "projects/invitation.html", context)
 
 
 def _member(organization, user_id) -> Membership:

@@ -10,6 +10,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apikeys import services as key_services
+from projects import services as project_services
 from usage import services as usage_services
 from usage.models import UsageLog
 
@@ -36,6 +37,7 @@ OWN_ONLY = {
     ("get", "/api/v1/me"),
     ("get", "/api/v1/organizations"),
     ("post", "/api/v1/organizations"),
+    ("post", "/api/v1/invitations/accept"),  # its token is the secret; tests/projects/test_invitations.py
 }
 
 
@@ -60,6 +62,8 @@ def world(org, project, api_key, owner):
     rule = key_services.iam_rule_create(api_key=api_key, rule_type="allow_models", rule_value={"models": ["gpt-4o"]})
     provider_key = key_services.provider_key_create(organization=org, provider="openai", token="sk-test-owner-key", validate=False)
     alert = usage_services.alert_create(organization=org, threshold_usd="10")
+    _, invitation = project_services.member_invite(organization=org, email="invitee@example.com", role="developer",
+                                                   actor=None, accept_url="http://testserver/invitations/{token}/")
     UsageLog.objects.create(request_id="req-1", project=project, api_key_id=api_key.id, created_at=project.created_at)
     return {
         "organization_id": org.id,
@@ -69,6 +73,7 @@ def world(org, project, api_key, owner):
         "rule_id": rule.id,
         "provider_key_id": provider_key.id,
         "alert_id": alert.id,
+        "invitation_id": invitation.id,
     }
 
 

@@ -5,6 +5,7 @@ fails this test until it says which role it needs."""
 import pytest
 
 from apikeys import services as key_services
+from projects import services as project_services
 from projects.models import Membership
 from tests.conftest import make_person
 from tests.test_access_table import ALL_ROUTES, BY_QUERY_OR_BODY, OWN_ONLY, _fill
@@ -21,6 +22,8 @@ NEEDS = {
     ("post", "/api/v1/organizations/<str:organization_id>/members"): A,
     ("patch", "/api/v1/organizations/<str:organization_id>/members/<str:user_id>"): A,
     ("delete", "/api/v1/organizations/<str:organization_id>/members/<str:user_id>"): A,
+    ("get", "/api/v1/organizations/<str:organization_id>/invitations"): A,
+    ("delete", "/api/v1/organizations/<str:organization_id>/invitations/<str:invitation_id>"): A,
     ("get", "/api/v1/organizations/<str:organization_id>/transactions"): D,
     ("get", "/api/v1/organizations/<str:organization_id>/alerts"): D,
     ("post", "/api/v1/organizations/<str:organization_id>/alerts"): A,
@@ -77,9 +80,12 @@ def role_world(org, project, api_key, owner, admin, developer, outsider):
     rule = key_services.iam_rule_create(api_key=api_key, rule_type="allow_models", rule_value={"models": ["gpt-4o"]})
     provider_key = key_services.provider_key_create(organization=org, provider="anthropic", token="sk-role-table", validate=False)
     alert = usage_services.alert_create(organization=org, threshold_usd="10")
+    _, invitation = project_services.member_invite(organization=org, email="invitee@example.com", role="developer",
+                                                   actor=None, accept_url="http://testserver/invitations/{token}/")
     ids = {
         "organization_id": org.id, "project_id": project.id, "user_id": teammate.user.id, "api_key_id": api_key.id,
         "rule_id": rule.id, "provider_key_id": provider_key.id, "alert_id": alert.id,
+        "invitation_id": invitation.id,
     }
     people = {"owner": owner.api, "admin": admin.api, "developer": developer.api, "outsider": outsider.api}
     return ids, people

@@ -57,21 +57,22 @@ def test_only_owners_are_offered_the_owner_role(owner, admin, org, as_user):
     assert 'value="owner"' not in text(as_user(admin).get(f"/org/{org.pk}/"))
 
 
-def test_an_admin_adds_a_member_by_email(admin, org, as_user):
+def test_an_admin_invites_a_member_by_email_and_sees_the_invitation_pending(admin, org, as_user):
     make_person("newcomer@example.com")
 
     response = as_user(admin).post(f"/org/{org.pk}/members/add", {"email": "newcomer@example.com", "role": "developer"}, htmx=True)
 
     assert response.status_code == 200
-    assert "Member added." in text(response) and "newcomer@example.com" in text(response)
-    assert org.memberships.get(user__email="newcomer@example.com").role == "developer"
+    assert "Invitation sent to newcomer@example.com." in text(response)
+    assert 'id="invitations"' in text(response) and "newcomer@example.com" in text(response)
+    assert not org.memberships.filter(user__email="newcomer@example.com").exists()  # not without consent
 
 
-def test_adding_someone_without_an_account_says_so_in_place(admin, org, as_user):
+def test_inviting_someone_without_an_account_looks_the_same(admin, org, as_user):
     response = as_user(admin).post(f"/org/{org.pk}/members/add", {"email": "nobody@example.com", "role": "developer"}, htmx=True)
 
-    assert response.status_code == 400
-    assert "no user with this email; they need to sign up first" in text(response)
+    assert response.status_code == 200
+    assert "Invitation sent to nobody@example.com." in text(response)
 
 
 def test_an_admin_changes_a_role_but_cannot_grant_owner(admin, developer, org, as_user):

@@ -8,7 +8,8 @@ from django.urls import URLPattern
 from apikeys import services as key_services
 from apikeys.models import ApiKey, IamRule, ProviderKey
 from apikeys.urls import pages as apikeys_pages
-from projects.models import Membership, Project
+from projects import services as project_services
+from projects.models import Invitation, Membership, Project
 from projects.urls import pages as projects_pages
 from usage import services as usage_services
 from usage.models import SpendAlert, UsageLog
@@ -23,10 +24,13 @@ def world(org, project, api_key, developer, record_usage):
     provider_key = key_services.provider_key_create(organization=org, provider="openai", token="sk-own-openai-1", validate=False)
     log_id = record_usage(project, api_key, request_id="req-1")[0]
     alert = usage_services.alert_create(organization=org, threshold_usd="10")
+    _, invitation = project_services.member_invite(organization=org, email="invitee@example.com", role="admin",
+                                                   actor=None, accept_url="http://testserver/invitations/{token}/")
     return {
         "organization_id": org.pk, "project_id": project.pk, "user_id": developer.user.pk, "rule_id": rule.pk,
         "log_id": log_id, "alert_id": alert.pk, "request_id": "req-1",
-        "key_id": api_key.pk, "provider_key_id": provider_key.pk,
+        "key_id": api_key.pk, "provider_key_id": provider_key.pk, "invitation_id": invitation.pk,
+        "token": "inv_not-one-the-outsider-was-sent",  # a link's token is its secret: see test_invitations
     }
 
 
@@ -41,7 +45,7 @@ def _path(route: URLPattern, world: dict) -> str:
 
 
 def _state():
-    return [list(model.objects.order_by("pk").values()) for model in (Project, ApiKey, IamRule, ProviderKey, UsageLog, SpendAlert, Membership)]
+    return [list(model.objects.order_by("pk").values()) for model in (Project, ApiKey, IamRule, ProviderKey, UsageLog, SpendAlert, Membership, Invitation)]
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)

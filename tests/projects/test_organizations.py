@@ -37,16 +37,21 @@ def test_only_owners_delete_an_organization_and_its_projects_go_with_it(org, adm
     assert not Project.objects.filter(pk=project.id).exists()
 
 
-def test_admins_add_existing_users_as_members(org, admin, outsider):
+def test_admins_invite_and_the_invitee_joins_on_accepting(org, admin, outsider):
     response = admin.api.post(f"/api/v1/organizations/{org.id}/members", {"email": "outsider@example.com", "role": "developer"})
     assert response.status_code == 201
-    assert response.json()["member"]["role"] == "developer"
+    invitation = response.json()["invitation"]
+    assert (invitation["role"], invitation["status"]) == ("developer", "pending")
+    assert outsider.api.get(f"/api/v1/organizations/{org.id}").status_code == 404  # not before accepting
+
+    token = invitation["acceptUrl"].rstrip("/").rsplit("/", 1)[1]
+    accepted = outsider.api.post("/api/v1/invitations/accept", {"token": token})
+
+    assert accepted.status_code == 200 and accepted.json()["member"]["role"] == "developer"
     assert outsider.api.get(f"/api/v1/organizations/{org.id}").status_code == 200
 
 
-def test_adding_an_unknown_email_or_a_member_twice_is_refused(org, admin, developer):
-    unknown = admin.api.post(f"/api/v1/organizations/{org.id}/members", {"email": "nobody@example.com", "role": "admin"})
-    assert unknown.status_code == 400 and "email" in unknown.json()["error"]["fields"]
+def test_inviting_a_member_twice_is_refused(org, admin, developer):
     again = admin.api.post(f"/api/v1/organizations/{org.id}/members", {"email": "developer@example.com", "role": "admin"})
     assert again.status_code == 409
 
