@@ -50,6 +50,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Not stored: set by the dashboard for display (apikeys/views.py).
+    usage_percent: int | None
+
     class Meta:
         ordering = ["created_at"]
         verbose_name = "API key"
@@ -78,6 +81,10 @@ class IamRule(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Not stored: set by the dashboard for display (apikeys/views.py).
+    label: str
+    text: str
 
     class Meta:
         ordering = ["created_at"]

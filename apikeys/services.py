@@ -153,7 +153,7 @@ def _changed(api_key: ApiKey) -> None:
 # --- IAM rules --------------------------------------------------------------------------------
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_LIST_KEYS = {
+_LIST_KEYS: dict[str, str] = {
     IamRule.Type.ALLOW_MODELS: "models",
     IamRule.Type.DENY_MODELS: "models",
     IamRule.Type.ALLOW_PROVIDERS: "providers",

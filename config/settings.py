@@ -5,8 +5,8 @@ filesystem broker in DATA_DIR. Production sets DATABASE_URL and REDIS_URL.
 """
 
 import os
-from datetime import timedelta
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 

@@ -5,5 +5,5 @@ class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Core"
 
-    def ready(self):
+    def ready(self) -> None:
         from core import schema  # noqa: F401  registers the OpenAPI auth extension

@@ -55,7 +55,7 @@ def wants_partial(request: HttpRequest) -> bool:
     body) nor for htmx's history restore (the back button after the page left htmx's cache:
     it must get the whole page, or the browser shows a bare fragment)."""
     htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+    return bool(htmx and not htmx.boosted and not htmx.history_restore_request)
 
 
 def render_page(

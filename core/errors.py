@@ -1,12 +1,14 @@
 """The domain's errors. Services raise them; the REST API, the dashboard and the admin
 turn each into its own response (core/rest.py gives the JSON shape)."""
 
+from typing import Any
+
 
 class ServiceError(Exception):
     status = 400
     code = "invalid_request"
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+    def __init__(self, message: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None):
         super().__init__(message)
         self.message = message
         if code:
@@ -51,6 +53,6 @@ class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, **kwargs):
+    def __init__(self, message: str, *, retry_after: int, **kwargs: Any):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after

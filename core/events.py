@@ -8,6 +8,8 @@ each other without Redis.
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -23,18 +25,18 @@ CHANNEL = "llmgw:events"
 POLL_SECONDS = 0.25
 
 
-def _publish_now(event: dict) -> None:
+def _publish_now(event: dict[str, Any]) -> None:
     if settings.REDIS_URL:
         sync_client().publish(CHANNEL, orjson.dumps(event))
     else:
         Event.objects.create(data=event)
 
 
-def publish(kind: str, **data) -> None:
+def publish(kind: str, **data: Any) -> None:
     """Sends the event once the current transaction commits (at once outside one)."""
     event = {"kind": kind, **data}
 
-    def send():
+    def send() -> None:
         try:
             _publish_now(event)
         except Exception:  # the snapshot TTL still bounds staleness; never fail the write
@@ -51,7 +53,7 @@ def project_deleted(project_id: str, organization_id: str) -> None:
     publish("project_deleted", project=project_id, organization=organization_id)
 
 
-async def listen(handle) -> None:
+async def listen(handle: Callable[[dict[str, Any]], None]) -> None:
     """Calls `handle(event)` for every event, for as long as the process lives."""
     if settings.REDIS_URL:
         await _listen_redis(handle)
@@ -59,7 +61,7 @@ async def listen(handle) -> None:
         await _listen_table(handle)
 
 
-async def _listen_redis(handle) -> None:
+async def _listen_redis(handle: Callable[[dict[str, Any]], None]) -> None:
     while True:
         try:
             pubsub = async_listener().pubsub(ignore_subscribe_messages=True)
@@ -75,13 +77,13 @@ async def _listen_redis(handle) -> None:
             await asyncio.sleep(1)
 
 
-async def _listen_table(handle) -> None:
+async def _listen_table(handle: Callable[[dict[str, Any]], None]) -> None:
     @sync_to_async
     def latest_id() -> int:
         return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
     @sync_to_async
-    def since(last: int) -> list:
+    def since(last: int) -> list[tuple[int, Any]]:
         return list(Event.objects.filter(id__gt=last).order_by("id").values_list("id", "data")[:1000])
 
     last = None

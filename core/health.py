@@ -3,7 +3,7 @@
 from celery import current_app as celery_app
 from django.core.cache import cache
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 
 
 def _database() -> None:
@@ -25,12 +25,12 @@ def _broker() -> None:
 CHECKS = {"database": _database, "cache": _cache, "broker": _broker}
 
 
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def readyz(request):
-    results = {}
+def readyz(request: HttpRequest) -> JsonResponse:
+    results: dict[str, str] = {}
     for name, check in CHECKS.items():
         try:
             check()

@@ -9,15 +9,15 @@ from django.conf import settings
 
 
 @cache
-def sync_client():
+def sync_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
-_async_clients: dict = {}
-_listener_clients: dict = {}
+_async_clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+_listener_clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
 
 
-def async_listener():
+def async_listener() -> redis.asyncio.Redis:
     """A client for pub/sub: it waits for messages indefinitely, so it has no socket
     timeout (the shared client's would end an idle subscription every few seconds)."""
     loop = asyncio.get_running_loop()
@@ -28,7 +28,7 @@ def async_listener():
     return _listener_clients[loop]
 
 
-def async_client():
+def async_client() -> redis.asyncio.Redis:
     """An asyncio client bound to the running event loop (each loop needs its own)."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)

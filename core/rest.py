@@ -3,27 +3,30 @@
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import IO, Any
 
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, parsers, serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.errors import ServiceError, ValidationFailed
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, format_money
 
 
-def error_body(message: str, code: str, fields: dict | None = None) -> dict:
+def error_body(message: str, code: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "code": code, "fields": fields or {}}}
 
 
-def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """DRF's nested error detail → {"ruleValue.models": ["..."]}."""
     if isinstance(detail, dict):
         out: dict[str, list[str]] = {}
@@ -41,7 +44,7 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "body": [str(detail)]}
 
 
-def _validation_response(detail) -> Response:
+def _validation_response(detail: Any) -> Response:
     fields = _flatten(detail)
     name, messages = next(iter(fields.items()))
     message = messages[0] if name == "body" else f"{name}: {messages[0]}"
@@ -61,16 +64,16 @@ _DRF_CODES = {
 }
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """One error shape for the whole API: {"error": {"message", "code", "fields"}}."""
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return Response(error_body(f"The request body exceeds the limit of {limit} bytes.", "request_too_large"), status=413)
     if isinstance(exc, ServiceError):
-        message, fields = _in_api_names(exc, getattr(context.get("request"), "parsed_with", None))
+        message, fields = _in_api_names(exc, getattr(context.get("request"), _PARSED_WITH, None))
         response = Response(error_body(message, exc.code, fields), status=exc.status)
-        if getattr(exc, "retry_after", None):
-            response["Retry-After"] = str(exc.retry_after)
+        if retry_after := getattr(exc, "retry_after", None):
+            response["Retry-After"] = str(retry_after)
         return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -79,10 +82,11 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
         response = Response(error_body(str(exc.detail), code), status=exc.status_code)
-        if isinstance(exc, exceptions.Throttled) and exc.wait:
-            response["Retry-After"] = str(int(exc.wait))
-        if getattr(exc, "auth_header", None):
-            response["WWW-Authenticate"] = exc.auth_header
+        # drf-stubs leave out Throttled.wait, which Throttled.__init__ sets
+        if isinstance(exc, exceptions.Throttled) and exc.wait:  # type: ignore[attr-defined]
+            response["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+        if auth_header := getattr(exc, "auth_header", None):
+            response["WWW-Authenticate"] = auth_header
         return response
     return None  # an unexpected error: Django's 500 handler answers (see config/urls.py)
 
@@ -90,18 +94,20 @@ def exception_handler(exc, context):
 class JSONParser(parsers.JSONParser):
     """orjson: fast, and a nesting depth limit instead of Python's RecursionError (a 500)."""
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self, stream: IO[Any] | None, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         try:
             return orjson.loads(stream.read() if stream is not None else b"")
         except orjson.JSONDecodeError as e:
             raise exceptions.ParseError(f"JSON parse error - {e}") from None
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer[Any]):
     """Rejects fields it does not know, so a typo or a read-only field is a clear 400
     instead of a silent no-op."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise serializers.ValidationError(
                 {"body": [f"expected a JSON object, got {type(data).__name__}"]}
@@ -118,34 +124,39 @@ class StrictSerializer(serializers.Serializer):
 class MoneyField(serializers.DecimalField):
     """USD as a decimal string; accepts a JSON number or string, never negative."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_digits", MONEY_MAX_DIGITS)
         kwargs.setdefault("decimal_places", MONEY_DECIMAL_PLACES)
         kwargs.setdefault("min_value", Decimal("0"))
         super().__init__(**kwargs)
 
-    def to_representation(self, value):
+    def to_representation(self, value: Decimal) -> str:
         return format_money(value)
 
 
-def parse(serializer_class, request, **kwargs) -> dict:
+# The serializer a request's body or query was parsed with, remembered on the request (a
+# DRF Request has no such attribute: it is set dynamically) for exception_handler.
+_PARSED_WITH = "parsed_with"
+
+
+def parse(serializer_class: type[serializers.Serializer[Any]], request: Request, **kwargs: Any) -> dict[str, Any]:
     """Validated input of a request body in the domain's names (each field's `source`: the
     JSON's `usageLimit` arrives as `usage_limit`), or a 400 naming the field. The request
     remembers the serializer, so that a service's error names its fields as the JSON does."""
     serializer = serializer_class(data=request.data, **kwargs)
-    request.parsed_with = serializer_class
+    setattr(request, _PARSED_WITH, serializer_class)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
 
-def parse_query(serializer_class, request) -> dict:
+def parse_query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.query_params.dict())
-    request.parsed_with = serializer_class
+    setattr(request, _PARSED_WITH, serializer_class)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
 
-def api_names(serializer_class) -> dict[str, str]:
+def api_names(serializer_class: type[serializers.Serializer[Any]]) -> dict[str, str]:
     """Domain name → the API's name, from the serializer's fields: {"usage_limit":
     "usageLimit", "project_id": "projectId", "project": "projectId"} (an `_id` field also
     answers for the object it names)."""
@@ -158,7 +169,9 @@ def api_names(serializer_class) -> dict[str, str]:
     return names
 
 
-def _in_api_names(error: ServiceError, serializer_class) -> tuple[str, dict]:
+def _in_api_names(
+    error: ServiceError, serializer_class: type[serializers.Serializer[Any]] | None
+) -> tuple[str, dict[str, list[str]]]:
     """A service's error (fields in domain names) with its fields named as the request's
     JSON names them: `rule_value.models` → `ruleValue.models`."""
     if serializer_class is None or not error.fields:
@@ -177,10 +190,10 @@ def _in_api_names(error: ServiceError, serializer_class) -> tuple[str, dict]:
     return message, fields
 
 
-_ENVELOPES: dict[str, serializers.Serializer] = {}
+_ENVELOPES: dict[str, serializers.Serializer[Any]] = {}
 
 
-def envelope(name: str, serializer) -> serializers.Serializer:
+def envelope(name: str, serializer: serializers.BaseSerializer[Any]) -> serializers.Serializer[Any]:
     """The schema of `{"<name>": ...}`, the way every response wraps its object (one
     component per name, however many views answer with it)."""
     if name not in _ENVELOPES:
@@ -188,7 +201,7 @@ def envelope(name: str, serializer) -> serializers.Serializer:
     return _ENVELOPES[name]
 
 
-def _encode_cursor(created_at, pk: str) -> str:
+def _encode_cursor(created_at: datetime, pk: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{pk}".encode()).decode().rstrip("=")
 
 
@@ -209,7 +222,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed.field("cursor", "is not a cursor this API gave out") from None
 
 
-def keyset_page(queryset, *, cursor: str | None, limit: int) -> tuple[list, str | None]:
+def keyset_page(queryset: QuerySet[Any], *, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
     """Newest first by (created_at, id); a cursor stays valid while rows are inserted."""
     if cursor:
         when, pk = _decode_cursor(cursor)
@@ -221,6 +234,6 @@ def keyset_page(queryset, *, cursor: str | None, limit: int) -> tuple[list, str 
     return rows, _encode_cursor(rows[-1].created_at, rows[-1].pk)
 
 
-class PageQuery(serializers.Serializer):
+class PageQuery(serializers.Serializer[Any]):
     cursor = serializers.CharField(required=False, max_length=200)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=50)

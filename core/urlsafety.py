@@ -32,7 +32,8 @@ def resolve_public(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise _fail(f"cannot resolve host {host!r}") from None
-    addresses = sorted({info[4][0] for info in infos})
+    # str() for typeshed: the address of an AF_INET/AF_INET6 result is always a str already
+    addresses = sorted({str(info[4][0]) for info in infos})
     if not settings.ALLOW_PRIVATE_PROVIDER_URLS and not all(_is_public(a) for a in addresses):
         raise _fail("must not point at a loopback, private, link-local or reserved address")
     return addresses

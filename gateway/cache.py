@@ -11,6 +11,7 @@ the embedded defaults they live in a database table that the cache-expiry task s
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -30,11 +31,11 @@ def cache_key(project_id: str, version: int, body: bytes) -> str:
 
 
 class RedisResponseCache:
-    async def get(self, key: str) -> dict | None:
+    async def get(self, key: str) -> dict[str, Any] | None:
         raw = await async_client().get(key)
         return orjson.loads(raw) if raw else None
 
-    async def put(self, key: str, project_id: str, entry: dict, ttl: int) -> None:
+    async def put(self, key: str, project_id: str, entry: dict[str, Any], ttl: int) -> None:
         raw = orjson.dumps(entry)
         if len(raw) <= MAX_ENTRY_BYTES:
             await async_client().set(key, raw, ex=ttl)
@@ -43,13 +44,13 @@ class RedisResponseCache:
 class DatabaseResponseCache:
     @staticmethod
     @sync_to_async
-    def get(key: str) -> dict | None:
+    def get(key: str) -> dict[str, Any] | None:
         row = CachedResponse.objects.filter(key=key, expires_at__gt=datetime.now(UTC)).only("value").first()
         return orjson.loads(bytes(row.value)) if row else None
 
     @staticmethod
     @sync_to_async
-    def put(key: str, project_id: str, entry: dict, ttl: int) -> None:
+    def put(key: str, project_id: str, entry: dict[str, Any], ttl: int) -> None:
         raw = orjson.dumps(entry)
         if len(raw) <= MAX_ENTRY_BYTES:
             CachedResponse.objects.update_or_create(
@@ -59,10 +60,10 @@ class DatabaseResponseCache:
             )
 
 
-_cache = None
+_cache: RedisResponseCache | DatabaseResponseCache | None = None
 
 
-def response_cache():
+def response_cache() -> RedisResponseCache | DatabaseResponseCache:
     global _cache
     if _cache is None:
         _cache = RedisResponseCache() if settings.REDIS_URL else DatabaseResponseCache()
@@ -108,7 +109,8 @@ def _sweep_table(live: dict[str, int]) -> int:
 
 def _sweep_redis(live: dict[str, int]) -> int:
     client = sync_client()
-    removed, stats = 0, {}
+    removed = 0
+    stats: dict[str, list[int]] = {}
     batch: list[bytes] = []
 
     def measure(keys: list[bytes]) -> None:
@@ -127,7 +129,8 @@ def _sweep_redis(live: dict[str, int]) -> int:
                 measure(batch)
                 batch = []
         else:
-            removed += client.unlink(key)
+            # redis-py types commands for its sync and async clients alike; the sync one returns an int
+            removed += client.unlink(key)  # type: ignore[operator]
     if batch:
         measure(batch)
     _save_stats(stats, live)

@@ -26,7 +26,9 @@ class Offer:
         return self.input_price == 0 and self.output_price == 0
 
 
-def _offer(provider, model, input_price, output_price, context, max_output, upstream=None) -> Offer:
+def _offer(
+    provider: str, model: str, input_price: str, output_price: str, context: int, max_output: int, upstream: str | None = None
+) -> Offer:
     return Offer(provider, model, upstream or model, Decimal(input_price), Decimal(output_price), context, max_output)
 
 

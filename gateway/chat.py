@@ -5,9 +5,12 @@ stream, settle, and leave exactly one usage record behind.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+import aiohttp
 import orjson
 from django.conf import settings
 
@@ -23,7 +26,7 @@ from gateway.tokens import Usage
 from gateway.upstream import UpstreamFailure, check_custom_host, open_response, read_chunk, read_json
 from gateway.validation import validate_chat
 from gateway.wire import for_format
-from gateway.wire.base import SSEDecoder, UpstreamFormatError
+from gateway.wire.base import SSEDecoder, StreamItem, StreamTranslator, UpstreamFormatError, WireFormat
 
 DONE = b"data: [DONE]\n\n"
 log = logging.getLogger(__name__)
@@ -54,8 +57,8 @@ class Exchange:
     no_cache: bool = False  # the client sent x-no-cache: true
     cache_status: str = ""  # "hit" | "miss" | "skip" when the project caches
     cache_key: str = ""
-    cached_entry: dict | None = None  # the stored answer a hit replayed
-    stream_events: list | None = None  # what a cacheable stream sent, to store at its end
+    cached_entry: dict[str, Any] | None = None  # the stored answer a hit replayed
+    stream_events: list[str] | None = None  # what a cacheable stream sent, to store at its end
     stream_bytes: int = 0
     finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
 
@@ -108,9 +111,9 @@ class Exchange:
         )
 
 
-def _parse(raw: bytes) -> dict:
+def _parse(raw: bytes) -> dict[str, Any]:
     try:
-        body = orjson.loads(raw)
+        body: dict[str, Any] = orjson.loads(raw)  # validate_chat refuses anything but an object
     except orjson.JSONDecodeError as e:
         raise GatewayError(400, f"The request body is not valid JSON: {e}", "invalid_request_error") from None
     validate_chat(body)
@@ -138,11 +141,13 @@ def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
     )
 
 
-def _worst(candidates: list[routing.Candidate], body: dict, size: int) -> int:
+def _worst(candidates: list[routing.Candidate], body: dict[str, Any], size: int) -> int:
     return max(to_nanos(worst_case(c.offer, body, size, paid_with_credits=c.paid_with_credits).total) for c in candidates)
 
 
-async def reserve(snapshot: KeySnapshot, candidates: list[routing.Candidate], body: dict, size: int):
+async def reserve(
+    snapshot: KeySnapshot, candidates: list[routing.Candidate], body: dict[str, Any], size: int
+) -> tuple[Reservation, list[routing.Candidate]]:
     """Reserves the worst case of the request against the key's limit and, when credits may
     pay, the organization's credits. Without credits enough, the organization's own keys
     may still serve the request. Returns (reservation, the candidates it covers)."""
@@ -201,10 +206,12 @@ def _price(exchange: Exchange) -> None:
 # --- upstream ------------------------------------------------------------------------------------
 
 
-async def _open(exchange: Exchange, candidates: list[routing.Candidate], body: dict):
+async def _open(
+    exchange: Exchange, candidates: list[routing.Candidate], body: dict[str, Any]
+) -> tuple[WireFormat, aiohttp.ClientResponse]:
     """The first provider to answer 2xx, trying the next on a retryable failure. Each attempt
     is one upstream call; nothing has reached the client yet."""
-    failure = None
+    failure: UpstreamFailure | None = None
     for candidate in candidates:
         exchange.candidate = candidate
         wire = for_format(candidate.wire_format)
@@ -220,6 +227,7 @@ async def _open(exchange: Exchange, candidates: list[routing.Candidate], body: d
             failure = f
             if not f.retryable:
                 break
+    assert failure is not None  # routing.candidates never returns an empty list
     raise failure.error
 
 
@@ -233,7 +241,8 @@ def _response_headers(exchange: Exchange) -> dict[str, str]:
     return headers
 
 
-async def _answer_json(exchange: Exchange, wire, response, send) -> None:
+async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.ClientResponse, send: http.Send) -> None:
+    assert exchange.candidate is not None  # set by _open
     data = await read_json(response, exchange.candidate.token)
     if isinstance(data, dict) and data.get("error"):
         raise GatewayError(502, f"The provider reported an error: {wire.error_message(200, data)}", "upstream_error")
@@ -253,7 +262,7 @@ async def _answer_json(exchange: Exchange, wire, response, send) -> None:
     await _store(exchange, {"body": payload.decode()})
 
 
-async def _pump(exchange: Exchange, translator, response, send) -> None:
+async def _pump(exchange: Exchange, translator: StreamTranslator, response: aiohttp.ClientResponse, send: http.Send) -> None:
     """Upstream SSE → OpenAI chunks to the client, until the provider's stream ends."""
     decoder = SSEDecoder()
     received = 0
@@ -272,7 +281,7 @@ async def _pump(exchange: Exchange, translator, response, send) -> None:
             return
 
 
-async def _send_item(exchange: Exchange, item, send) -> None:
+async def _send_item(exchange: Exchange, item: StreamItem, send: http.Send) -> None:
     if exchange.first_byte_at is None:
         exchange.first_byte_at = time.monotonic()
     payload = item if isinstance(item, bytes) else orjson.dumps(item)
@@ -284,7 +293,7 @@ async def _send_item(exchange: Exchange, item, send) -> None:
     await http.send_sse(send, payload)
 
 
-def _or_estimate(usage: Usage | None, exchange: Exchange, answer: dict | None = None, chunks: int = 0) -> Usage:
+def _or_estimate(usage: Usage | None, exchange: Exchange, answer: dict[str, Any] | None = None, chunks: int = 0) -> Usage:
     """The provider's counts, or, when it sent none (or only zeros), an estimate: an answer
     is never free because its provider forgot to count it."""
     if usage is not None and usage.total_tokens > 0:
@@ -296,14 +305,17 @@ def _or_estimate(usage: Usage | None, exchange: Exchange, answer: dict | None = 
     return Usage(exchange.prompt_estimate, max(len(text) // 4, chunks, 1))
 
 
-def _streamed_usage(exchange: Exchange, translator) -> Usage:
+def _streamed_usage(exchange: Exchange, translator: StreamTranslator) -> Usage:
     """What a stream cut short is billed: the provider's figures as far as they came, else an
     estimate of one token per chunk sent."""
     known = translator.state.usage or Usage()
     return Usage(known.prompt_tokens or exchange.prompt_estimate, max(known.completion_tokens, translator.state.chunks))
 
 
-async def _answer_stream(exchange: Exchange, wire, response, send, include_usage: bool) -> None:
+async def _answer_stream(
+    exchange: Exchange, wire: WireFormat, response: aiohttp.ClientResponse, send: http.Send, include_usage: bool
+) -> None:
+    assert exchange.candidate is not None  # set by _open
     translator = wire.stream_translator(
         model=exchange.candidate.offer.model, completion_id="chatcmpl-" + random_string(24),
         created=int(time.time()), include_usage=include_usage,
@@ -342,7 +354,7 @@ async def _answer_stream(exchange: Exchange, wire, response, send, include_usage
 # --- the response cache ----------------------------------------------------------------------
 
 
-async def _lookup(exchange: Exchange, raw: bytes) -> dict | None:
+async def _lookup(exchange: Exchange, raw: bytes) -> dict[str, Any] | None:
     """The stored answer for this request, or None (a failing cache is a miss)."""
     snapshot = exchange.snapshot
     if not snapshot.caching_enabled:
@@ -362,7 +374,7 @@ async def _lookup(exchange: Exchange, raw: bytes) -> dict | None:
     return entry
 
 
-async def _store(exchange: Exchange, content: dict) -> None:
+async def _store(exchange: Exchange, content: dict[str, Any]) -> None:
     """Keeps a complete, successful answer for the project's cache duration."""
     if exchange.cache_status != "miss" or exchange.status != 200 or exchange.canceled:
         return
@@ -380,7 +392,7 @@ async def _store(exchange: Exchange, content: dict) -> None:
         log.warning("could not store a response in the cache", exc_info=True)
 
 
-async def _replay(exchange: Exchange, entry: dict, send) -> None:
+async def _replay(exchange: Exchange, entry: dict[str, Any], send: http.Send) -> None:
     """Answers from the cache: free, with the original's token counts."""
     exchange.cached_entry = entry
     exchange.usage = Usage(*entry["usage"])
@@ -402,7 +414,7 @@ async def _replay(exchange: Exchange, entry: dict, send) -> None:
 # --- the handler ---------------------------------------------------------------------------------
 
 
-async def handle(exchange: Exchange, raw: bytes, send, on_stream=None) -> None:
+async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Callable[[], None] | None = None) -> None:
     """Answers one request; the caller records the exchange, whatever happens here.
     `on_stream` is called when the request turns out to stream (to watch for the client
     leaving: a stream cut short is billed for what was sent)."""
@@ -431,7 +443,7 @@ async def handle(exchange: Exchange, raw: bytes, send, on_stream=None) -> None:
         await asyncio.shield(settle(reservation, exchange))
 
 
-async def error_during(exchange: Exchange, error: GatewayError, send) -> None:
+async def error_during(exchange: Exchange, error: GatewayError, send: http.Send) -> None:
     """An error before the answer started goes out as an HTTP error; after, as an SSE event."""
     exchange.fail(error)
     already_finished, exchange.finished = exchange.finished, True

@@ -1,5 +1,7 @@
 """The error of the /v1 gateway, in OpenAI's error shape."""
 
+from typing import Any
+
 
 class GatewayError(Exception):
     """An error of the /v1 gateway, answered in OpenAI's shape
@@ -19,7 +21,7 @@ class GatewayError(Exception):
         504: "api_error",
     }
 
-    def __init__(self, status: int, message: str, code: str, *, param: str | None = None, headers: dict | None = None):
+    def __init__(self, status: int, message: str, code: str, *, param: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -27,6 +29,6 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers or {}
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         kind = self.TYPES.get(self.status, "api_error")
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}

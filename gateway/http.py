@@ -4,9 +4,18 @@
 call, and needs none of sessions, CSRF, templates or middleware.
 """
 
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
 import orjson
 
 from gateway.errors import GatewayError
+
+# ASGI, as far as /v1 needs it: servers hand over plain dicts.
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 JSON = (b"content-type", b"application/json")
 SSE_HEADERS = [
@@ -16,14 +25,15 @@ SSE_HEADERS = [
 ]
 
 
-def header(scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
+def header(scope: Scope, name: bytes) -> str | None:
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+    for key, value in headers:
         if key == name:
             return value.decode("latin-1")
     return None
 
 
-async def read_body(scope, receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The request body, refusing with 413 as soon as it is known to exceed `limit`."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -50,17 +60,17 @@ def _headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()]
 
 
-async def send_json(send, status: int, body, headers: dict[str, str] | None = None) -> None:
+async def send_json(send: Send, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> None:
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
     await send({"type": "http.response.start", "status": status, "headers": [JSON, *_headers(headers or {})]})
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_error(send, error: GatewayError, headers: dict[str, str] | None = None) -> None:
+async def send_error(send: Send, error: GatewayError, headers: dict[str, str] | None = None) -> None:
     await send_json(send, error.status, error.body(), {**(headers or {}), **error.headers})
 
 
-async def start_sse(send, headers: dict[str, str]) -> None:
+async def start_sse(send: Send, headers: dict[str, str]) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *_headers(headers)]})
 
 
@@ -68,9 +78,9 @@ def sse_event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-async def send_sse(send, payload: bytes) -> None:
+async def send_sse(send: Send, payload: bytes) -> None:
     await send({"type": "http.response.body", "body": sse_event(payload), "more_body": True})
 
 
-async def end_sse(send, last: bytes = b"") -> None:
+async def end_sse(send: Send, last: bytes = b"") -> None:
     await send({"type": "http.response.body", "body": last, "more_body": False})

@@ -10,6 +10,7 @@ offers of its `pricingType` or priced above its maxima.
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from gateway.catalog import Offer
 
@@ -28,7 +29,7 @@ class Rule:
     """An active IAM rule: `rule_type` one of RULE_LABELS, `value` its stored ruleValue."""
 
     rule_type: str
-    value: dict
+    value: dict[str, Any]
 
 
 def _provider_names(offer: Offer) -> set[str]:
@@ -44,7 +45,7 @@ def _pricing_type(offer: Offer) -> str:
     return "free" if offer.is_free else "paid"
 
 
-def _within(offer: Offer, value: dict) -> bool:
+def _within(offer: Offer, value: dict[str, Any]) -> bool:
     if "pricingType" in value and value["pricingType"] != _pricing_type(offer):
         return False
     if "maxInputPrice" in value and offer.input_price > Decimal(value["maxInputPrice"]):
@@ -54,7 +55,7 @@ def _within(offer: Offer, value: dict) -> bool:
     return True
 
 
-def _denies(offer: Offer, value: dict) -> bool:
+def _denies(offer: Offer, value: dict[str, Any]) -> bool:
     if "pricingType" in value and value["pricingType"] == _pricing_type(offer):
         return True
     if "maxInputPrice" in value and offer.input_price > Decimal(value["maxInputPrice"]):
@@ -86,7 +87,8 @@ def allows(rules: tuple[Rule, ...], offer: Offer) -> bool:
 
 def refusals(rules: tuple[Rule, ...], offer: Offer) -> list[str]:
     """Why the rules refuse this offer, one reason per rule at fault ([] when allowed)."""
-    reasons, allowed_by_type = [], {}
+    reasons: list[str] = []
+    allowed_by_type: dict[str, bool] = {}
     for rule in rules:
         matched = _matches(rule, offer)
         if rule.rule_type.startswith("deny_"):

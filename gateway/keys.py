@@ -42,7 +42,7 @@ class SnapshotCache:
     def __init__(self, ttl: float | None = None):
         self.ttl = settings.GATEWAY_SNAPSHOT_TTL if ttl is None else ttl
         self._entries: dict[str, tuple[KeySnapshot, float]] = {}
-        self._loading: dict[str, asyncio.Future] = {}
+        self._loading: dict[str, asyncio.Future[KeySnapshot | None]] = {}
 
     async def get(self, token_hash: str) -> KeySnapshot | None:
         entry = self._entries.get(token_hash)

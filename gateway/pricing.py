@@ -3,6 +3,7 @@
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.conf import settings
 
@@ -59,7 +60,7 @@ def prompt_estimate(body_size: int) -> int:
     return math.ceil(body_size / PROMPT_BYTES_PER_TOKEN)
 
 
-def output_cap(offer: Offer, body: dict) -> int:
+def output_cap(offer: Offer, body: dict[str, Any]) -> int:
     """The most output tokens the request can produce: what it asks for, within the model's maximum."""
     asked = body.get("max_completion_tokens") or body.get("max_tokens")
     cap = offer.max_output or 0
@@ -68,7 +69,7 @@ def output_cap(offer: Offer, body: dict) -> int:
     return cap
 
 
-def worst_case(offer: Offer, body: dict, body_size: int, *, paid_with_credits: bool) -> Cost:
+def worst_case(offer: Offer, body: dict[str, Any], body_size: int, *, paid_with_credits: bool) -> Cost:
     """The most this request can cost on this offer: reserved before calling upstream."""
     usage = Usage(prompt_estimate(body_size), output_cap(offer, body))
     return cost_of(offer, usage, paid_with_credits=paid_with_credits)

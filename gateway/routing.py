@@ -2,6 +2,7 @@
 organization's keys and the API key's IAM rules, cheapest first."""
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -60,7 +61,7 @@ def _payment(snapshot: KeySnapshot, offer: catalog.Offer) -> Candidate | None:
     return None
 
 
-def _effective_price(candidate: Candidate):
+def _effective_price(candidate: Candidate) -> Decimal:
     price = candidate.offer.input_price + candidate.offer.output_price
     return price * (100 + settings.CREDIT_FEE_PERCENT) / 100 if candidate.paid_with_credits else price
 

@@ -35,7 +35,7 @@ class Account:
 
 
 class MemoryStore:
-    def __init__(self):
+    def __init__(self) -> None:
         self.usage: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
         self.spent: dict[str, int] = {}
@@ -109,12 +109,12 @@ class _Pipeliner:
     the event loop go out together as one pipeline. Under load that is one write and one
     read for a dozen requests instead of a dozen of each."""
 
-    def __init__(self):
-        self._pending: list[tuple[str, str, list, asyncio.Future]] = []
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, list[str], list[int | str], asyncio.Future[int]]] = []
         self._sha: dict[str, str] = {}
 
-    async def run(self, source: str, keys: list[str], args: list) -> int:
-        future = asyncio.get_running_loop().create_future()
+    async def run(self, source: str, keys: list[str], args: list[int | str]) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         if not self._pending:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
         self._pending.append((source, keys, args, future))
@@ -128,7 +128,8 @@ class _Pipeliner:
                 self._sha[source] = await client.script_load(source)
             pipe = client.pipeline(transaction=False)
             for source, keys, args, _ in batch:
-                pipe.evalsha(self._sha[source], len(keys), *keys, *args)
+                # redis-py types script arguments as str, but encodes ints as well
+                pipe.evalsha(self._sha[source], len(keys), *keys, *args)  # type: ignore[arg-type]
             results = await pipe.execute(raise_on_error=False)
         except Exception as e:  # Redis unreachable: every caller of this batch hears it
             self._sha.clear()
@@ -147,11 +148,11 @@ class _Pipeliner:
 class RedisStore:
     PREFIX = "llmgw:spend:"
 
-    def __init__(self):
-        self._pipeliners: dict = {}
+    def __init__(self) -> None:
+        self._pipeliners: dict[asyncio.AbstractEventLoop, _Pipeliner] = {}
         # Settlements that could not reach Redis: sent again once it answers, so that a
         # reservation is not held forever.
-        self._unsettled: list[tuple[list, list]] = []
+        self._unsettled: list[tuple[list[str], list[int | str]]] = []
 
     def _keys(self, account: Account) -> list[str]:
         p = self.PREFIX
@@ -168,7 +169,7 @@ class RedisStore:
         """`hold` names the reservation (unique per request): settling it is then idempotent."""
         limit = -1 if account.key_limit is None else account.key_limit
         credited = -1 if account.org_credited is None else account.org_credited
-        args = [amount, limit, account.key_usage, credited, account.org_spent, hold]
+        args: list[int | str] = [amount, limit, account.key_usage, credited, account.org_spent, hold]
         try:
             outcome = int(await self._pipeliner().run(_RESERVE, self._keys(account), args))
         except Exception:
@@ -181,7 +182,7 @@ class RedisStore:
         return outcome
 
     @staticmethod
-    def _settle_args(account: Account, reserved: int, actual: int, credits_actual: int, hold: str) -> list:
+    def _settle_args(account: Account, reserved: int, actual: int, credits_actual: int, hold: str) -> list[int | str]:
         credits_reserved = reserved if account.org_credited is not None else 0
         return [reserved, actual, account.key_usage, credits_reserved, credits_actual, account.org_spent, hold]
 
@@ -205,10 +206,10 @@ class RedisStore:
         self._unsettled.extend(item for item, result in zip(backlog, results, strict=True) if isinstance(result, BaseException))
 
 
-_store = None
+_store: RedisStore | MemoryStore | None = None
 
 
-def get_store():
+def get_store() -> RedisStore | MemoryStore:
     global _store
     if _store is None:
         _store = RedisStore() if settings.REDIS_URL else MemoryStore()

@@ -5,6 +5,6 @@ from celery import shared_task
 from gateway import cache
 
 
-@shared_task
+@shared_task  # type: ignore[untyped-decorator]  # celery ships no type hints
 def expire_response_cache() -> int:
     return cache.sweep()

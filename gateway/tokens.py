@@ -2,6 +2,7 @@
 formats and the usage record alike)."""
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -15,7 +16,7 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def as_openai(self) -> dict:
+    def as_openai(self) -> dict[str, int]:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -23,7 +24,7 @@ class Usage:
         }
 
 
-def clean_count(value) -> int:
+def clean_count(value: Any) -> int:
     """A token count from a provider: a non-negative int, whatever it sent."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0

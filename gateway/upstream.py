@@ -6,6 +6,7 @@ Nothing from here reaches a client with a provider key or an upstream URL in it.
 
 import asyncio
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,7 +20,7 @@ from core.urlsafety import resolve_public
 from gateway.errors import GatewayError
 from gateway.wire.base import UpstreamCall, WireFormat
 
-_sessions: dict = {}
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
 
 def session() -> aiohttp.ClientSession:
@@ -119,7 +120,7 @@ async def open_response(call: UpstreamCall, wire: WireFormat, token: str) -> aio
     raise _failure_for_status(response.status, message, response.headers.get("Retry-After"))
 
 
-async def read_json(response: aiohttp.ClientResponse, token: str):
+async def read_json(response: aiohttp.ClientResponse, token: str) -> Any:
     """The whole body of a non-streaming answer, capped, as parsed JSON."""
     limit = settings.UPSTREAM_MAX_RESPONSE_BYTES
     chunks, size = [], 0

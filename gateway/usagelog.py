@@ -22,7 +22,7 @@ MAX_BUFFERED = 200_000  # beyond this the broker has been down for long; keep me
 
 
 class UsageLogBuffer:
-    def __init__(self):
+    def __init__(self) -> None:
         self.records: list[UsageRecord] = []
         self.sent = 0
         self.dropped = 0

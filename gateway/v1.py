@@ -4,6 +4,7 @@ and the process's background work (events, usage log flushing)."""
 import asyncio
 import logging
 import re
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 
 
-def _presented_key(scope) -> str | None:
+def _presented_key(scope: http.Scope) -> str | None:
     value = http.header(scope, b"authorization")
     if value and value[:7].lower() == "bearer ":
         return value[7:].strip()
@@ -47,7 +48,7 @@ def _check_access(snapshot: KeySnapshot | None) -> KeySnapshot:
     return snapshot
 
 
-def models_list(snapshot: KeySnapshot) -> dict:
+def models_list(snapshot: KeySnapshot) -> dict[str, Any]:
     """The catalog in OpenAI's list format, as far as the key's IAM rules allow."""
     data = []
     for model, offers in BY_MODEL.items():
@@ -74,12 +75,12 @@ def models_list(snapshot: KeySnapshot) -> dict:
 
 
 class GatewayApp:
-    def __init__(self):
+    def __init__(self) -> None:
         self.snapshots = SnapshotCache()
         self.usage_logs = UsageLogBuffer()
-        self.inflight: dict[str, set] = {}  # project id → {(task, exchange)}
+        self.inflight: dict[str, set[tuple[asyncio.Task[Any], chat.Exchange]]] = {}  # project id → {(task, exchange)}
         self.bad_keys = FailureThrottle()
-        self._background: list[asyncio.Task] = []
+        self._background: list[asyncio.Task[None]] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class GatewayApp:
         await self.usage_logs.flush()
         await close_sessions()
 
-    def on_event(self, event: dict) -> None:
+    def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
         if kind == "resync":
             # Events may have been missed: reload every key before trusting it again, but do
@@ -112,7 +113,7 @@ class GatewayApp:
 
     # --- requests --------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> None:
         self.ensure_started()
         path, method = scope["path"].rstrip("/"), scope["method"]
         request_id = http.header(scope, b"x-request-id") or ""
@@ -141,7 +142,7 @@ class GatewayApp:
             log.exception("unexpected error in %s", path)
             await http.send_error(send, GatewayError(503, "The gateway could not handle this request.", "internal_error"), headers)
 
-    async def _snapshot(self, scope) -> KeySnapshot | None:
+    async def _snapshot(self, scope: http.Scope) -> KeySnapshot | None:
         address = (scope.get("client") or ("unknown",))[0]
         key = _presented_key(scope)
         token_hash = sha256_hex(key) if key else ""
@@ -158,18 +159,19 @@ class GatewayApp:
                 raise GatewayError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "invalid_api_key")
         return snapshot
 
-    async def chat_completions(self, scope, receive, send, request_id: str) -> None:
+    async def chat_completions(self, scope: http.Scope, receive: http.Receive, send: http.Send, request_id: str) -> None:
         # A request of a known key is logged whatever happens to it, refusals included.
         snapshot = _known(await self._snapshot(scope))
         exchange = chat.Exchange(
             snapshot=snapshot, request_id=request_id, no_cache=(http.header(scope, b"x-no-cache") or "").lower() == "true"
         )
         task = asyncio.current_task()
-        watchers: list[asyncio.Task] = []
+        assert task is not None  # an ASGI server runs each request in a task
+        watchers: list[asyncio.Task[None]] = []
         entry = (task, exchange)
         self.inflight.setdefault(snapshot.project_id, set()).add(entry)
 
-        def watch():
+        def watch() -> None:
             watchers.append(asyncio.create_task(self._watch_disconnect(receive, task, exchange)))
 
         try:
@@ -194,7 +196,7 @@ class GatewayApp:
             self.inflight.get(snapshot.project_id, set()).discard(entry)
             self.usage_logs.add(exchange.record())
 
-    async def _canceled(self, exchange: chat.Exchange, send) -> None:
+    async def _canceled(self, exchange: chat.Exchange, send: http.Send) -> None:
         if exchange.cancel_reason == "client":
             exchange.canceled, exchange.status = True, 499
             exchange.error = exchange.error or "the client closed the connection"
@@ -206,7 +208,7 @@ class GatewayApp:
         except Exception:
             pass  # the client may be gone too
 
-    async def _watch_disconnect(self, receive, task: asyncio.Task, exchange: chat.Exchange) -> None:
+    async def _watch_disconnect(self, receive: http.Receive, task: asyncio.Task[Any], exchange: chat.Exchange) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":

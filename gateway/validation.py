@@ -1,6 +1,9 @@
 """The OpenAI chat completion request, checked before anything is spent on it: each
 problem is a 400 naming the parameter, as OpenAI names it."""
 
+from collections.abc import Callable
+from typing import Any
+
 from gateway.errors import GatewayError
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -11,15 +14,15 @@ def _bad(param: str, message: str) -> GatewayError:
     return GatewayError(400, f"Invalid '{param}': {message}", "invalid_request_error", param=param)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_part(param: str, part) -> None:
+def _check_part(param: str, part: Any) -> None:
     if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
         raise _bad(f"{param}.type", f"must be one of {', '.join(sorted(PART_TYPES))}")
     if part["type"] == "text" and not isinstance(part.get("text"), str):
@@ -31,7 +34,7 @@ def _check_part(param: str, part) -> None:
             raise _bad(f"{param}.image_url.url", "must be a URL or a data: URL")
 
 
-def _check_message(index: int, message) -> None:
+def _check_message(index: int, message: Any) -> None:
     param = f"messages[{index}]"
     if not isinstance(message, dict):
         raise _bad(param, "must be an object with a role and content")
@@ -55,7 +58,7 @@ def _check_message(index: int, message) -> None:
 
 
 # Optional parameters: (name, check, what the check wants). Built once, not per request.
-_OPTIONAL = [
+_OPTIONAL: list[tuple[str, Callable[[Any], bool], str]] = [
     ("stream", lambda v: isinstance(v, bool), "must be a boolean"),
     ("stream_options", lambda v: isinstance(v, dict), "must be an object"),
     ("max_tokens", lambda v: _is_int(v) and v >= 1, "must be a positive integer"),
@@ -76,14 +79,14 @@ _OPTIONAL = [
 ]
 
 
-def _check_optional(body: dict) -> None:
+def _check_optional(body: dict[str, Any]) -> None:
     for name, ok, message in _OPTIONAL:
         value = body.get(name)
         if value is not None and not ok(value):
             raise _bad(name, message)
 
 
-def validate_chat(body) -> None:
+def validate_chat(body: Any) -> None:
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", "invalid_request_error")
     model = body.get("model")

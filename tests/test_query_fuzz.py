@@ -29,7 +29,7 @@ VALUES = st.one_of(NASTY, st.text(max_size=40), st.dates().map(str), st.datetime
 
 
 @pytest.fixture
-def world(db, in_process_requests):  # noqa: F811
+def world(db, in_process_requests):
     owner = make_person("fuzzer@example.com")
     from projects import services
 

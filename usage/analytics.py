@@ -3,6 +3,7 @@
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ def _rate(part: int, whole: int) -> float:
 def usage_summary(*, project, days: int = 30) -> dict:
     since = timezone.now().date() - timedelta(days=days - 1)
     rows = DailyUsage.objects.filter(project=project, day__gte=since).order_by("day")
-    total = {"requests": 0, "errors": 0, "hits": 0, "misses": 0, "prompt": 0, "completion": 0,
+    total: dict[str, Any] = {"requests": 0, "errors": 0, "hits": 0, "misses": 0, "prompt": 0, "completion": 0,
              "cost": Decimal(0), "saved": Decimal(0)}
     histogram = empty_histogram()
     daily: dict = defaultdict(lambda: {"requests": 0, "cost": Decimal(0), "promptTokens": 0, "completionTokens": 0,

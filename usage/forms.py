@@ -14,7 +14,11 @@ class LogFilterForm(forms.Form):
     model = forms.CharField(required=False, max_length=200)
     provider = forms.ChoiceField(required=False)
     cached = forms.ChoiceField(required=False, choices=YES_NO)
-    errors = forms.ChoiceField(required=False, choices=[("", "Any"), ("yes", "Only errors"), ("no", "No errors")])
+    # The form's metaclass moves declared fields out of the class, so BaseForm.errors stays
+    # as it is; django-stubs cannot see that.
+    errors = forms.ChoiceField(  # type: ignore[assignment]
+        required=False, choices=[("", "Any"), ("yes", "Only errors"), ("no", "No errors")]
+    )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     cursor = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)

@@ -1,6 +1,7 @@
 """Celery tasks of usage: each takes plain data or ids, and is safe to run twice."""
 
 from datetime import date, timedelta
+from typing import Any
 
 import orjson
 from celery import shared_task
@@ -20,12 +21,11 @@ from usage.rollups import rebuild_day
     retry_backoff_max=30,
     max_retries=None,  # the database coming back is worth waiting for: the records are the bill
 )
-def ingest_usage(self, records: list[dict] | str) -> int:
+def ingest_usage(self, records: list[dict[str, Any]] | str) -> int:
     """Inserts a batch of usage records (a list of gateway.record.UsageRecord objects, or the
     gateway's JSON text of one); a record already stored is skipped."""
-    if isinstance(records, str):
-        records = orjson.loads(records)
-    return services.usage_ingest(records=[UsageRecord.from_dict(r) for r in records])
+    rows: list[dict[str, Any]] = orjson.loads(records) if isinstance(records, str) else records
+    return services.usage_ingest(records=[UsageRecord.from_dict(r) for r in rows])
 
 
 @shared_task

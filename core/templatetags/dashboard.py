@@ -1,6 +1,7 @@
 """Template filters of the dashboard."""
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django import template
 
@@ -8,7 +9,7 @@ register = template.Library()
 
 
 @register.filter
-def usd(value, signed=False) -> str:
+def usd(value: Any, signed: bool = False) -> str:
     """Money for people: cents from a dollar up, four decimals below, and the first two
     significant digits of sub-cent amounts ($0.0000045), never a float's noise."""
     if value is None or value == "":
@@ -33,7 +34,7 @@ def usd(value, signed=False) -> str:
 
 
 @register.filter
-def num(value) -> str:
+def num(value: Any) -> str:
     """A count with thousands separators."""
     try:
         return f"{int(value):,}"

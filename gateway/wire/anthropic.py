@@ -6,10 +6,13 @@ as `tool_result` blocks inside a user turn. Answers and SSE events come back as 
 `chat.completion` and `chat.completion.chunk`, with Anthropic's own token counts.
 """
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 import orjson
 
 from gateway.tokens import Usage, clean_count
-from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
+from gateway.wire.base import StreamItem, StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 from gateway.wire.parts import (
     as_dict as _dict,
 )
@@ -41,20 +44,20 @@ FINISH_REASONS = {
 }
 
 
-def finish_reason(stop_reason) -> str:
+def finish_reason(stop_reason: Any) -> str:
     return FINISH_REASONS.get(stop_reason, "stop")
 
 
 # --- request -------------------------------------------------------------------------------
 
 
-def image_url_of(part: dict) -> str:
+def image_url_of(part: dict[str, Any]) -> str:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     return url if isinstance(url, str) else ""
 
 
-def image_block(url: str) -> dict | None:
+def image_block(url: str) -> dict[str, Any] | None:
     inline = split_data_url(url)
     if inline:
         media_type, data = inline
@@ -64,7 +67,7 @@ def image_block(url: str) -> dict | None:
     return None  # Anthropic can read neither; better left out than a 400 for the whole request
 
 
-def content_blocks(content) -> list[dict]:
+def content_blocks(content: Any) -> list[dict[str, Any]]:
     """An OpenAI user/assistant content → Anthropic blocks. Empty texts are dropped:
     Anthropic rejects empty text blocks."""
     if isinstance(content, str):
@@ -81,7 +84,7 @@ def content_blocks(content) -> list[dict]:
     return blocks
 
 
-def tool_use_blocks(tool_calls) -> list[dict]:
+def tool_use_blocks(tool_calls: Any) -> list[dict[str, Any]]:
     blocks = []
     for call in map(_dict, _list(tool_calls)):
         function = _dict(call.get("function"))
@@ -98,7 +101,7 @@ def tool_use_blocks(tool_calls) -> list[dict]:
     return blocks
 
 
-def tool_result_block(message: dict) -> dict:
+def tool_result_block(message: dict[str, Any]) -> dict[str, Any]:
     block = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
     text = text_of(message.get("content"))
     if text:
@@ -106,7 +109,7 @@ def tool_result_block(message: dict) -> dict:
     return block
 
 
-def turn_of(message: dict) -> tuple[str, list[dict]] | None:
+def turn_of(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
     """One OpenAI message → (Anthropic role, blocks), or None when it is not a turn."""
     role = message.get("role")
     if role == "user":
@@ -118,10 +121,11 @@ def turn_of(message: dict) -> tuple[str, list[dict]] | None:
     return None
 
 
-def translate_messages(messages) -> tuple[str, list[dict]]:
+def translate_messages(messages: Any) -> tuple[str, list[dict[str, Any]]]:
     """OpenAI messages → (system text, Anthropic turns). Same-role neighbours are merged,
     since Anthropic wants turns to alternate (and all results of one tool round together)."""
-    system, turns = [], []
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
     for message in filter(lambda m: isinstance(m, dict), _list(messages)):
         if message.get("role") in ("system", "developer"):
             system.append(text_of(message.get("content")))
@@ -137,7 +141,7 @@ def translate_messages(messages) -> tuple[str, list[dict]]:
     return "\n\n".join(t for t in system if t), turns
 
 
-def translate_tools(tools) -> list[dict]:
+def translate_tools(tools: Any) -> list[dict[str, Any]]:
     translated = []
     for tool in map(_dict, _list(tools)):
         function = _dict(tool.get("function"))
@@ -151,8 +155,9 @@ def translate_tools(tools) -> list[dict]:
     return translated
 
 
-def translate_tool_choice(choice, parallel_tool_calls) -> dict | None:
+def translate_tool_choice(choice: Any, parallel_tool_calls: Any) -> dict[str, Any] | None:
     named = _dict(choice).get("function")
+    translated: dict[str, Any] | None
     if choice == "auto":
         translated = {"type": "auto"}
     elif choice == "required":
@@ -170,7 +175,7 @@ def translate_tool_choice(choice, parallel_tool_calls) -> dict | None:
     return translated
 
 
-def max_tokens_of(body: dict) -> int:
+def max_tokens_of(body: dict[str, Any]) -> int:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -178,9 +183,9 @@ def max_tokens_of(body: dict) -> int:
     return DEFAULT_MAX_TOKENS
 
 
-def translate_request(body: dict, upstream_model: str, stream: bool) -> dict:
+def translate_request(body: dict[str, Any], upstream_model: str, stream: bool) -> dict[str, Any]:
     system, turns = translate_messages(body.get("messages"))
-    payload = {"model": upstream_model, "max_tokens": max_tokens_of(body), "messages": turns}
+    payload: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens_of(body), "messages": turns}
     if system:
         payload["system"] = system
     if _number(body.get("temperature")):
@@ -204,7 +209,7 @@ def translate_request(body: dict, upstream_model: str, stream: bool) -> dict:
 # --- answers -------------------------------------------------------------------------------
 
 
-def usage_from(usage) -> Usage:
+def usage_from(usage: Any) -> Usage:
     """Anthropic counts cached prompt tokens apart from input_tokens; OpenAI's prompt_tokens
     holds them all."""
     usage = _dict(usage)
@@ -212,7 +217,7 @@ def usage_from(usage) -> Usage:
     return Usage(prompt, clean_count(usage.get("output_tokens")))
 
 
-def tool_call_of(block: dict) -> dict:
+def tool_call_of(block: dict[str, Any]) -> dict[str, Any]:
     arguments = block.get("input") if isinstance(block.get("input"), dict) else {}
     return {
         "id": block.get("id"),
@@ -221,11 +226,11 @@ def tool_call_of(block: dict) -> dict:
     }
 
 
-def message_of(content: list) -> dict:
+def message_of(content: list[Any]) -> dict[str, Any]:
     blocks = [b for b in content if isinstance(b, dict)]
     texts = [b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
     calls = [tool_call_of(b) for b in blocks if b.get("type") == "tool_use"]
-    message = {"role": "assistant", "content": "".join(texts) if texts else None}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         message["tool_calls"] = calls
     return message
@@ -235,40 +240,40 @@ class AnthropicStream(StreamTranslator):
     """Anthropic's typed events → OpenAI chunks. Tool calls are numbered in the order their
     blocks start, since OpenAI indexes tool calls, not content blocks."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._tool_index: dict = {}  # Anthropic content block index → OpenAI tool call index
-        self._usage: dict = {}  # Anthropic's usage fields, as last reported
+        self._tool_index: dict[Any, int] = {}  # Anthropic content block index → OpenAI tool call index
+        self._usage: dict[str, Any] = {}  # Anthropic's usage fields, as last reported
 
-    def feed(self, event: str, data: str) -> list:
+    def feed(self, event: str, data: str) -> list[StreamItem]:
         payload = load_event(data)
         handler = self.HANDLERS.get(payload.get("type") or event)
         return handler(self, payload) if handler else []  # ping, *_stop, and events yet unknown
 
-    def finish(self) -> list:
+    def finish(self) -> list[StreamItem]:
         if not self.include_usage:
             return []
         usage = self.state.usage or Usage()
         return [{**self._envelope(), "choices": [], "usage": usage.as_openai()}]
 
-    def _envelope(self) -> dict:
+    def _envelope(self) -> dict[str, Any]:
         return {"id": self.completion_id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
 
-    def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         self.state.chunks += 1
         return {**self._envelope(), "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
-    def _merge_usage(self, usage) -> None:
+    def _merge_usage(self, usage: Any) -> None:
         # message_start carries the input counts, message_delta the (cumulative) output ones,
         # and newer API versions repeat cumulative input counts there too: the latest wins.
         self._usage.update({k: v for k, v in _dict(usage).items() if v is not None})
         self.state.usage = usage_from(self._usage)
 
-    def _on_message_start(self, payload: dict) -> list:
+    def _on_message_start(self, payload: dict[str, Any]) -> list[StreamItem]:
         self._merge_usage(_dict(payload.get("message")).get("usage"))
         return [self._chunk({"role": "assistant", "content": ""})]
 
-    def _on_content_block_start(self, payload: dict) -> list:
+    def _on_content_block_start(self, payload: dict[str, Any]) -> list[StreamItem]:
         block = _dict(payload.get("content_block"))
         if block.get("type") == "tool_use":
             index = self._tool_index[payload.get("index")] = len(self._tool_index)
@@ -278,7 +283,7 @@ class AnthropicStream(StreamTranslator):
             return [self._chunk({"content": block["text"]})]
         return []  # thinking and server tool blocks stay upstream
 
-    def _on_content_block_delta(self, payload: dict) -> list:
+    def _on_content_block_delta(self, payload: dict[str, Any]) -> list[StreamItem]:
         delta = _dict(payload.get("delta"))
         if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str) and delta["text"]:
             return [self._chunk({"content": delta["text"]})]
@@ -288,7 +293,7 @@ class AnthropicStream(StreamTranslator):
             return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": partial}}]})]
         return []
 
-    def _on_message_delta(self, payload: dict) -> list:
+    def _on_message_delta(self, payload: dict[str, Any]) -> list[StreamItem]:
         self._merge_usage(payload.get("usage"))
         stop_reason = _dict(payload.get("delta")).get("stop_reason")
         if not stop_reason:
@@ -296,11 +301,11 @@ class AnthropicStream(StreamTranslator):
         self.state.finish_reason = finish_reason(stop_reason)
         return [self._chunk({}, self.state.finish_reason)]
 
-    def _on_error(self, payload: dict) -> list:
+    def _on_error(self, payload: dict[str, Any]) -> list[StreamItem]:
         self.state.error = FORMAT.error_message(200, payload)
         return []
 
-    HANDLERS = {
+    HANDLERS: ClassVar[dict[str, Callable[["AnthropicStream", dict[str, Any]], list[StreamItem]]]] = {
         "message_start": _on_message_start,
         "content_block_start": _on_content_block_start,
         "content_block_delta": _on_content_block_delta,
@@ -312,14 +317,16 @@ class AnthropicStream(StreamTranslator):
 class AnthropicFormat(WireFormat):
     name = "anthropic"
 
-    def build_call(self, *, body, upstream_model, base_url, token, stream):
+    def build_call(self, *, body: dict[str, Any], upstream_model: str, base_url: str, token: str, stream: bool) -> UpstreamCall:
         return UpstreamCall(
             url=f"{base_url}/v1/messages",
             headers={"x-api-key": token, "anthropic-version": API_VERSION, "content-type": "application/json"},
             body=orjson.dumps(translate_request(body, upstream_model, stream)),
         )
 
-    def parse_response(self, data, *, model, completion_id, created):
+    def parse_response(
+        self, data: dict[str, Any], *, model: str, completion_id: str, created: int
+    ) -> tuple[dict[str, Any], Usage, str | None]:
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise UpstreamFormatError("the provider's answer has no content")
         usage = usage_from(data.get("usage"))
@@ -334,7 +341,7 @@ class AnthropicFormat(WireFormat):
         }
         return completion, usage, reason
 
-    def stream_translator(self, *, model, completion_id, created, include_usage):
+    def stream_translator(self, *, model: str, completion_id: str, created: int, include_usage: bool) -> StreamTranslator:
         return AnthropicStream(model=model, completion_id=completion_id, created=created, include_usage=include_usage)
 
 

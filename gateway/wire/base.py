@@ -6,6 +6,7 @@ OpenAI's shapes, with the provider's real token counts.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.tokens import Usage
 
@@ -29,7 +30,12 @@ class StreamState:
     finish_reason: str | None = None
     error: str | None = None  # the provider reported an error inside the stream
     chunks: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# What a stream translator hands back for the client: an OpenAI chunk to JSON-encode, or an
+# already encoded `data:` payload to pass through.
+StreamItem = dict[str, Any] | bytes
 
 
 class StreamTranslator:
@@ -48,10 +54,10 @@ class StreamTranslator:
         self.include_usage = include_usage
         self.state = StreamState()
 
-    def feed(self, event: str, data: str) -> list:
+    def feed(self, event: str, data: str) -> list[StreamItem]:
         raise NotImplementedError
 
-    def finish(self) -> list:
+    def finish(self) -> list[StreamItem]:
         """Called once the upstream stream ended cleanly; the last items to send."""
         return []
 
@@ -59,11 +65,13 @@ class StreamTranslator:
 class WireFormat:
     name = ""
 
-    def build_call(self, *, body: dict, upstream_model: str, base_url: str, token: str, stream: bool) -> UpstreamCall:
+    def build_call(self, *, body: dict[str, Any], upstream_model: str, base_url: str, token: str, stream: bool) -> UpstreamCall:
         """The provider's request for an OpenAI chat completion request `body`."""
         raise NotImplementedError
 
-    def parse_response(self, data: dict, *, model: str, completion_id: str, created: int) -> tuple[dict, Usage, str | None]:
+    def parse_response(
+        self, data: dict[str, Any], *, model: str, completion_id: str, created: int
+    ) -> tuple[dict[str, Any], Usage, str | None]:
         """The provider's JSON answer → (OpenAI chat.completion dict, usage, finish reason).
         Raises UpstreamFormatError when the answer is not what the format promises."""
         raise NotImplementedError
@@ -71,16 +79,16 @@ class WireFormat:
     def stream_translator(self, *, model: str, completion_id: str, created: int, include_usage: bool) -> StreamTranslator:
         raise NotImplementedError
 
-    def error_message(self, status: int, data) -> str:
+    def error_message(self, status: int, data: Any) -> str:
         """A short human reason from the provider's error answer (parsed JSON or None)."""
         if isinstance(data, dict):
             error = data.get("error")
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                return error["message"][:500]
+            if isinstance(error, dict) and isinstance(message := error.get("message"), str):
+                return message[:500]
             if isinstance(error, str):
                 return error[:500]
-            if isinstance(data.get("message"), str):
-                return data["message"][:500]
+            if isinstance(message := data.get("message"), str):
+                return message[:500]
         return f"the provider answered HTTP {status}"
 
 
@@ -91,7 +99,7 @@ class SSEDecoder:
 
     MAX_EVENT_BYTES = 4 * 1024 * 1024
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._buffer = b""
         self._event = ""
         self._data: list[str] = []

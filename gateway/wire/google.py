@@ -9,12 +9,13 @@ GenerateContentResponse holding the next parts), come back as OpenAI's `chat.com
 
 import mimetypes
 import secrets
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from gateway.tokens import Usage, clean_count
-from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
+from gateway.wire.base import StreamItem, StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 from gateway.wire.parts import (
     as_dict as _dict,
 )
@@ -35,7 +36,7 @@ from gateway.wire.parts import (
 FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
 
-def finish_reason(raw, saw_tool_call: bool) -> str:
+def finish_reason(raw: Any, saw_tool_call: bool) -> str:
     if raw in FILTERED:
         return "content_filter"
     if raw == "MAX_TOKENS":
@@ -47,7 +48,7 @@ def finish_reason(raw, saw_tool_call: bool) -> str:
 # --- request -------------------------------------------------------------------------------
 
 
-def image_part(part: dict) -> dict | None:
+def image_part(part: dict[str, Any]) -> dict[str, Any] | None:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str) or not url:
@@ -62,7 +63,7 @@ def image_part(part: dict) -> dict | None:
     return {"fileData": file_data}
 
 
-def content_parts(content) -> list[dict]:
+def content_parts(content: Any) -> list[dict[str, Any]]:
     """An OpenAI user/assistant content → Gemini parts. Empty texts are dropped: Gemini
     rejects empty text parts."""
     if isinstance(content, str):
@@ -76,7 +77,7 @@ def content_parts(content) -> list[dict]:
     return parts
 
 
-def function_call_parts(tool_calls, names: dict) -> list[dict]:
+def function_call_parts(tool_calls: Any, names: dict[Any, str]) -> list[dict[str, Any]]:
     """Assistant tool calls → functionCall parts; remembers each call's name by id, since
     Gemini answers a call by function name where OpenAI answers it by call id."""
     parts = []
@@ -89,7 +90,7 @@ def function_call_parts(tool_calls, names: dict) -> list[dict]:
     return parts
 
 
-def function_response_part(message: dict, names: dict) -> dict:
+def function_response_part(message: dict[str, Any], names: dict[Any, str]) -> dict[str, Any]:
     text = text_of(message.get("content"))
     try:
         result = orjson.loads(text)
@@ -99,7 +100,7 @@ def function_response_part(message: dict, names: dict) -> dict:
     return {"functionResponse": {"name": name, "response": {"content": result}}}
 
 
-def turn_of(message: dict, names: dict) -> tuple[str, list[dict]] | None:
+def turn_of(message: dict[str, Any], names: dict[Any, str]) -> tuple[str, list[dict[str, Any]]] | None:
     """One OpenAI message → (Gemini role, parts), or None when it is not a turn."""
     role = message.get("role")
     if role == "user":
@@ -111,10 +112,12 @@ def turn_of(message: dict, names: dict) -> tuple[str, list[dict]] | None:
     return None
 
 
-def translate_messages(messages) -> tuple[str, list[dict]]:
+def translate_messages(messages: Any) -> tuple[str, list[dict[str, Any]]]:
     """OpenAI messages → (system text, Gemini contents). Same-role neighbours are merged, so
     all answers of one round of function calls travel together, as Gemini wants."""
-    system, contents, names = [], [], {}
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[Any, str] = {}  # tool call id → function name
     for message in filter(lambda m: isinstance(m, dict), _list(messages)):
         if message.get("role") in ("system", "developer"):
             system.append(text_of(message.get("content")))
@@ -130,13 +133,13 @@ def translate_messages(messages) -> tuple[str, list[dict]]:
     return "\n\n".join(t for t in system if t), contents
 
 
-def response_format_config(response_format) -> dict:
+def response_format_config(response_format: Any) -> dict[str, Any]:
     kind = _dict(response_format).get("type")
     if kind == "json_object":
         return {"responseMimeType": "application/json"}
     if kind == "json_schema":
         schema = _dict(response_format.get("json_schema")).get("schema")
-        config = {"responseMimeType": "application/json"}
+        config: dict[str, Any] = {"responseMimeType": "application/json"}
         if isinstance(schema, dict):
             # responseJsonSchema takes JSON Schema as OpenAI clients write it; the older
             # responseSchema (an OpenAPI subset) rejects additionalProperties, which every
@@ -146,7 +149,7 @@ def response_format_config(response_format) -> dict:
     return {}
 
 
-def max_tokens_of(body: dict) -> int | None:
+def max_tokens_of(body: dict[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -154,8 +157,8 @@ def max_tokens_of(body: dict) -> int | None:
     return None
 
 
-def generation_config(body: dict) -> dict:
-    config = {}
+def generation_config(body: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
     for openai_name, google_name in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
         if _number(body.get(openai_name)):
             config[google_name] = body[openai_name]
@@ -167,7 +170,7 @@ def generation_config(body: dict) -> dict:
     return config
 
 
-def translate_tools(tools) -> list[dict]:
+def translate_tools(tools: Any) -> list[dict[str, Any]]:
     declarations = []
     for tool in map(_dict, _list(tools)):
         function = _dict(tool.get("function"))
@@ -182,7 +185,7 @@ def translate_tools(tools) -> list[dict]:
     return declarations
 
 
-def function_calling_config(choice) -> dict | None:
+def function_calling_config(choice: Any) -> dict[str, Any] | None:
     modes = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
     if isinstance(choice, str):
         return {"mode": modes[choice]} if choice in modes else None
@@ -190,9 +193,9 @@ def function_calling_config(choice) -> dict | None:
     return {"mode": "ANY", "allowedFunctionNames": [name]} if name else None
 
 
-def translate_request(body: dict) -> dict:
+def translate_request(body: dict[str, Any]) -> dict[str, Any]:
     system, contents = translate_messages(body.get("messages"))
-    payload = {"contents": contents}
+    payload: dict[str, Any] = {"contents": contents}
     if system:
         payload["systemInstruction"] = {"parts": [{"text": system}]}
     if config := generation_config(body):
@@ -207,7 +210,7 @@ def translate_request(body: dict) -> dict:
 # --- answers -------------------------------------------------------------------------------
 
 
-def usage_from(metadata) -> Usage:
+def usage_from(metadata: Any) -> Usage:
     """Thinking models bill their thoughts as output, apart from candidatesTokenCount."""
     metadata = _dict(metadata)
     completion = clean_count(metadata.get("candidatesTokenCount")) + clean_count(metadata.get("thoughtsTokenCount"))
@@ -220,16 +223,17 @@ def new_call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
 
-def tool_call_of(call: dict) -> dict:
+def tool_call_of(call: dict[str, Any]) -> dict[str, Any]:
     args = call.get("args") if isinstance(call.get("args"), dict) else {}
     call_id = call.get("id") if isinstance(call.get("id"), str) and call["id"] else new_call_id()
     return {"id": call_id, "type": "function", "function": {"name": call.get("name"), "arguments": orjson.dumps(args).decode()}}
 
 
-def read_parts(candidate: dict) -> tuple[list[str], list[dict]]:
+def read_parts(candidate: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """A candidate's visible texts and its tool calls (OpenAI shape, without index).
     Thought summaries (`thought: true`) are the model's reasoning, not its answer."""
-    texts, calls = [], []
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
     for part in map(_dict, _list(_dict(candidate.get("content")).get("parts"))):
         if part.get("thought"):
             continue
@@ -240,24 +244,24 @@ def read_parts(candidate: dict) -> tuple[list[str], list[dict]]:
     return texts, calls
 
 
-def first_candidate(data: dict) -> dict | None:
+def first_candidate(data: dict[str, Any]) -> dict[str, Any] | None:
     candidates = _list(data.get("candidates"))
     return _dict(candidates[0]) if candidates else None
 
 
-def readable(data) -> bool:
+def readable(data: Any) -> bool:
     """Whether a whole answer is a GenerateContentResponse: candidates, or feedback on a
     prompt that got none."""
     return isinstance(data, dict) and (isinstance(data.get("candidates"), list) or isinstance(data.get("promptFeedback"), dict))
 
 
 class GoogleStream(StreamTranslator):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._started = False
         self._tool_calls = 0  # OpenAI numbers tool calls across the whole stream
 
-    def feed(self, event: str, data: str) -> list:
+    def feed(self, event: str, data: str) -> list[StreamItem]:
         payload = load_event(data)
         if payload.get("error"):
             self.state.error = FORMAT.error_message(200, payload)
@@ -271,15 +275,15 @@ class GoogleStream(StreamTranslator):
             return self._started_with([self._finish("content_filter")]) if blocked else []
         return self._started_with(self._chunks_of(candidate))
 
-    def finish(self) -> list:
+    def finish(self) -> list[StreamItem]:
         if not self.include_usage:
             return []
         usage = self.state.usage or Usage()
         return [{**self._envelope(), "choices": [], "usage": usage.as_openai()}]
 
-    def _chunks_of(self, candidate: dict) -> list:
+    def _chunks_of(self, candidate: dict[str, Any]) -> list[StreamItem]:
         texts, calls = read_parts(candidate)
-        chunks = []
+        chunks: list[StreamItem] = []
         if "".join(texts):
             chunks.append(self._chunk({"content": "".join(texts)}))
         if calls:
@@ -289,21 +293,21 @@ class GoogleStream(StreamTranslator):
             chunks.append(self._finish(finish_reason(candidate["finishReason"], self._tool_calls > 0)))
         return chunks
 
-    def _started_with(self, chunks: list) -> list:
+    def _started_with(self, chunks: list[StreamItem]) -> list[StreamItem]:
         """OpenAI streams open with the assistant's role, before any content."""
         if chunks and not self._started:
             self._started = True
             chunks.insert(0, self._chunk({"role": "assistant", "content": ""}))
         return chunks
 
-    def _finish(self, reason: str) -> dict:
+    def _finish(self, reason: str) -> dict[str, Any]:
         self.state.finish_reason = reason
         return self._chunk({}, reason)
 
-    def _envelope(self) -> dict:
+    def _envelope(self) -> dict[str, Any]:
         return {"id": self.completion_id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
 
-    def _chunk(self, delta: dict, finish_reason: str | None = None) -> dict:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         self.state.chunks += 1
         return {**self._envelope(), "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
@@ -311,7 +315,7 @@ class GoogleStream(StreamTranslator):
 class GoogleFormat(WireFormat):
     name = "google"
 
-    def build_call(self, *, body, upstream_model, base_url, token, stream):
+    def build_call(self, *, body: dict[str, Any], upstream_model: str, base_url: str, token: str, stream: bool) -> UpstreamCall:
         model = quote(upstream_model.removeprefix("models/"), safe="")
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return UpstreamCall(
@@ -320,7 +324,9 @@ class GoogleFormat(WireFormat):
             body=orjson.dumps(translate_request(body)),
         )
 
-    def parse_response(self, data, *, model, completion_id, created):
+    def parse_response(
+        self, data: dict[str, Any], *, model: str, completion_id: str, created: int
+    ) -> tuple[dict[str, Any], Usage, str | None]:
         if not readable(data):
             raise UpstreamFormatError("the provider's answer has no candidates")
         candidate = first_candidate(data)
@@ -340,17 +346,17 @@ class GoogleFormat(WireFormat):
         return completion, usage, reason
 
     @staticmethod
-    def _message(candidate: dict) -> tuple[dict, str]:
+    def _message(candidate: dict[str, Any]) -> tuple[dict[str, Any], str]:
         texts, calls = read_parts(candidate)
-        message = {"role": "assistant", "content": "".join(texts) if texts else None}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
         if calls:
             message["tool_calls"] = calls
         return message, finish_reason(candidate.get("finishReason"), bool(calls))
 
-    def stream_translator(self, *, model, completion_id, created, include_usage):
+    def stream_translator(self, *, model: str, completion_id: str, created: int, include_usage: bool) -> StreamTranslator:
         return GoogleStream(model=model, completion_id=completion_id, created=created, include_usage=include_usage)
 
-    def error_message(self, status, data):
+    def error_message(self, status: int, data: Any) -> str:
         if isinstance(data, list) and data:
             data = data[0]  # streamGenerateContent without alt=sse answers errors in an array
         return super().error_message(status, data)

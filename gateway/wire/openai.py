@@ -4,20 +4,22 @@ The request goes up as the client sent it (with the provider's model id, and usa
 for when streaming); chunks come back byte for byte, read only for usage and finish reason.
 """
 
+from typing import Any
+
 import orjson
 
 from gateway.tokens import Usage, clean_count
-from gateway.wire.base import StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
+from gateway.wire.base import StreamItem, StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 
 
-def usage_from(data) -> Usage | None:
+def usage_from(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
     return Usage(clean_count(data.get("prompt_tokens")), clean_count(data.get("completion_tokens")))
 
 
 class OpenAIStream(StreamTranslator):
-    def feed(self, event: str, data: str) -> list:
+    def feed(self, event: str, data: str) -> list[StreamItem]:
         if data.strip() == "[DONE]":
             return []  # the gateway ends the stream itself, after the usage chunk
         try:
@@ -46,7 +48,7 @@ class OpenAIStream(StreamTranslator):
 class OpenAIFormat(WireFormat):
     name = "openai"
 
-    def build_call(self, *, body, upstream_model, base_url, token, stream):
+    def build_call(self, *, body: dict[str, Any], upstream_model: str, base_url: str, token: str, stream: bool) -> UpstreamCall:
         payload = dict(body, model=upstream_model)
         if stream:
             payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -56,7 +58,9 @@ class OpenAIFormat(WireFormat):
             body=orjson.dumps(payload),
         )
 
-    def parse_response(self, data, *, model, completion_id, created):
+    def parse_response(
+        self, data: dict[str, Any], *, model: str, completion_id: str, created: int
+    ) -> tuple[dict[str, Any], Usage, str | None]:
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamFormatError("the provider's answer has no choices")
         usage = usage_from(data.get("usage"))
@@ -67,7 +71,7 @@ class OpenAIFormat(WireFormat):
         reason = choice.get("finish_reason") if isinstance(choice, dict) else None
         return data, usage, reason
 
-    def stream_translator(self, *, model, completion_id, created, include_usage):
+    def stream_translator(self, *, model: str, completion_id: str, created: int, include_usage: bool) -> StreamTranslator:
         return OpenAIStream(model=model, completion_id=completion_id, created=created, include_usage=include_usage)
 
 

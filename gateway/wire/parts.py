@@ -1,25 +1,27 @@
 """Pieces of OpenAI requests and provider answers that the translating formats (Anthropic,
 Google) read the same way."""
 
+from typing import Any
+
 import orjson
 
 from gateway.wire.base import UpstreamFormatError
 
 
-def as_dict(value) -> dict:
+def as_dict(value: Any) -> dict[str, Any]:
     """The value when it is a JSON object, else an empty one: providers' odd shapes must not crash us."""
     return value if isinstance(value, dict) else {}
 
 
-def as_list(value) -> list:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def is_number(value) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def text_of(content) -> str:
+def text_of(content: Any) -> str:
     """The text of an OpenAI message content: a string, or a list of parts."""
     if isinstance(content, str):
         return content
@@ -38,12 +40,12 @@ def split_data_url(url: str) -> tuple[str, str] | None:
     return params[0] or "application/octet-stream", data
 
 
-def stop_sequences(stop) -> list[str]:
+def stop_sequences(stop: Any) -> list[str]:
     values = [stop] if isinstance(stop, str) else as_list(stop)
     return [s for s in values if isinstance(s, str) and s]
 
 
-def load_event(data: str) -> dict:
+def load_event(data: str) -> dict[str, Any]:
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -53,7 +55,7 @@ def load_event(data: str) -> dict:
     return payload
 
 
-def parsed_arguments(arguments) -> dict:
+def parsed_arguments(arguments: Any) -> dict[str, Any]:
     """OpenAI sends tool arguments as a JSON string; Anthropic and Gemini want the object."""
     if isinstance(arguments, dict):
         return arguments
