@@ -22,7 +22,7 @@ from usage.models import UsageLog
 from usage.services import credits_add
 
 FIRST_BYTE_TIMEOUT, IDLE_TIMEOUT = 3, 2
-SLACK = 2.5  # seconds: scheduling on a busy two-core machine
+SLACK = 5.0  # seconds: 200 requests scheduled on a busy two-core machine (a stuck call would take the full test timeout)
 HI = [{"role": "user", "content": "Hi"}]
 
 
