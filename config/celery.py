@@ -12,7 +12,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
-    # Usage-log ingestion is not scheduled: the gateway sends each batch as a task.
+    # The gateway rings the ingester as it writes records; this reads what nobody rang for.
+    "ingest-usage-stream": {"task": "usage.tasks.ingest_stream", "schedule": 5.0, "options": {"expires": 5}},
+    "expire-spend-holds": {"task": "gateway.tasks.expire_holds", "schedule": 30.0},
     "reconcile-usage": {"task": "usage.tasks.reconcile_usage", "schedule": 300.0},
     "check-spend-alerts": {"task": "usage.tasks.check_spend_alerts", "schedule": 60.0},
     "rebuild-yesterdays-rollups": {"task": "usage.tasks.rebuild_rollups", "schedule": crontab(hour=0, minute=30)},

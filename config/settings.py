@@ -365,3 +365,6 @@ UPSTREAM_MAX_RESPONSE_BYTES = env_int("UPSTREAM_MAX_RESPONSE_BYTES", 32 * 1024 *
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
 GATEWAY_SNAPSHOT_TTL = float(env_str("GATEWAY_SNAPSHOT_TTL", "10"))
 USAGE_LOG_FLUSH_SECONDS = float(env_str("USAGE_LOG_FLUSH_SECONDS", "0.2"))
+# A spend reservation lives this long unless its process renews it (every third of it): a
+# process killed mid-request holds nobody's limit for longer.
+GATEWAY_HOLD_SECONDS = float(env_str("GATEWAY_HOLD_SECONDS", "60"))

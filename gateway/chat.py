@@ -1,27 +1,33 @@
 """POST /v1/chat/completions: route, reserve, call upstream (with fallback), answer or
 stream, settle, and leave exactly one usage record behind.
+
+The record is settled with the reservation in one step (`conclude`), before the answer's
+last bytes go out: a request the client got a complete answer to is recorded, whatever
+happens to this process next.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
 from django.conf import settings
 
 from core.ids import random_string
-from gateway import http, routing
+from core.text import storable
+from gateway import http, routing, usagelog
+from gateway.allow import key_refusal
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
 from gateway.pricing import ZERO_COST, Cost, cost_of, to_nanos, worst_case
 from gateway.record import UsageRecord
 from gateway.snapshot import KeySnapshot
-from gateway.store import INSUFFICIENT_CREDITS, OK, Account, get_store
+from gateway.store import INSUFFICIENT_CREDITS, OK, Account, MemoryStore, RedisStore, get_store
 from gateway.tokens import Usage
 from gateway.upstream import UpstreamFailure, check_custom_host, open_response, read_chunk, read_json
 from gateway.validation import validate_chat
@@ -29,6 +35,8 @@ from gateway.wire import for_format
 from gateway.wire.base import SSEDecoder, StreamItem, StreamTranslator, UpstreamFormatError, WireFormat
 
 DONE = b"data: [DONE]\n\n"
+# Holds of this process's requests in flight: renewed in the store until settled.
+ACTIVE_HOLDS: set[str] = set()
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +69,9 @@ class Exchange:
     stream_events: list[str] | None = None  # what a cacheable stream sent, to store at its end
     stream_bytes: int = 0
     finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
+    hold: str = field(default_factory=lambda: random_string(16))  # names its reservation in the store
+    reservation: "Reservation | None" = None
+    concluded: bool = False  # settled and recorded
 
     def fail(self, error: GatewayError) -> None:
         self.status, self.error = error.status, error.message
@@ -85,7 +96,7 @@ class Exchange:
             organization_id=self.snapshot.org_id,
             api_key_id=self.snapshot.key_id,
             created_at=self.created_at.isoformat(),
-            requested_model=self.requested_model[:200],
+            requested_model=storable(self.requested_model, 200),
             used_model=model,
             used_provider=provider,
             used_mode=mode,
@@ -103,10 +114,10 @@ class Exchange:
             fee=str(self.cost.fee),
             duration=int((now - self.started) * 1000),
             time_to_first_token=int((self.first_byte_at - self.started) * 1000) if self.first_byte_at else None,
-            finish_reason=(self.finish_reason or "")[:32],
+            finish_reason=storable(self.finish_reason or "", 32),
             status_code=self.status,
             has_error=self.status >= 400,
-            error_message=self.error[:2000],
+            error_message=storable(self.error, 2000),
             canceled=self.canceled,
         )
 
@@ -126,8 +137,12 @@ def _parse(raw: bytes) -> dict[str, Any]:
 @dataclass
 class Reservation:
     account: Account
-    amount: int
-    hold: str  # names it in the store, so that settling it twice cannot release it twice
+    amount: int  # nano-dollars held (0: the store was away and no limit applied)
+
+
+class StaleSnapshot(Exception):
+    """The organization's configuration changed after this process loaded the key's
+    snapshot: reload it and decide again (core/events.py)."""
 
 
 def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
@@ -146,16 +161,16 @@ def _worst(candidates: list[routing.Candidate], body: dict[str, Any], size: int)
 
 
 async def reserve(
-    snapshot: KeySnapshot, candidates: list[routing.Candidate], body: dict[str, Any], size: int
-) -> tuple[Reservation, list[routing.Candidate]]:
+    exchange: Exchange, candidates: list[routing.Candidate], body: dict[str, Any], size: int
+) -> list[routing.Candidate]:
     """Reserves the worst case of the request against the key's limit and, when credits may
-    pay, the organization's credits. Without credits enough, the organization's own keys
-    may still serve the request. Returns (reservation, the candidates it covers)."""
-    with_credits = any(c.paid_with_credits for c in candidates)
-    account = _account(snapshot, with_credits)
+    pay, the organization's credits (the reservation goes on the exchange). Without credits
+    enough, the organization's own keys may still serve the request. Returns the candidates
+    the reservation covers. Raises StaleSnapshot when the configuration moved on."""
+    snapshot = exchange.snapshot
+    account = _account(snapshot, any(c.paid_with_credits for c in candidates))
     amount = _worst(candidates, body, size)
-    hold = random_string(16)
-    outcome, held = await _reserve(account, amount, hold)
+    outcome, held = await _reserve(exchange, account, amount)
     if outcome == INSUFFICIENT_CREDITS:
         own = [c for c in candidates if not c.paid_with_credits]
         if not own:
@@ -165,19 +180,23 @@ async def reserve(
             )
         candidates, account = own, _account(snapshot, False)
         amount = _worst(own, body, size)
-        outcome, held = await _reserve(account, amount, hold)
+        outcome, held = await _reserve(exchange, account, amount)
     if outcome != OK:
         raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
-    return Reservation(account, held, hold), candidates
+    exchange.reservation = Reservation(account, held)
+    if held:
+        ACTIVE_HOLDS.add(exchange.hold)
+    return candidates
 
 
-async def _reserve(account: Account, amount: int, hold: str) -> tuple[int, int]:
+async def _reserve(exchange: Exchange, account: Account, amount: int) -> tuple[int, int]:
     """(outcome, the amount held). Limits fail closed: when the store cannot be asked,
     nothing is spent. A request that neither a key limit nor credits cover has nothing to
     enforce, so it goes on holding nothing: the store being away must not stop it (its cost
     is still settled, later if need be, and logged)."""
+    store = get_store()
     try:
-        return await get_store().reserve(account, amount, hold), amount
+        admission = await store.reserve(account, amount, exchange.hold)
     except Exception:
         if account.key_limit is None and account.org_credited is None:
             log.warning("spend store unavailable; serving a request no limit applies to", exc_info=True)
@@ -187,13 +206,35 @@ async def _reserve(account: Account, amount: int, hold: str) -> tuple[int, int]:
             503, "The gateway cannot check spend limits right now; nothing was spent. Try again shortly.",
             "service_unavailable", headers={"Retry-After": "1"},
         ) from None
+    if admission.config_version > exchange.snapshot.config_version:
+        if admission.outcome == OK:  # give the hold back before deciding again
+            await asyncio.shield(_settle(store, account, exchange.hold, amount, 0, 0, None))
+        raise StaleSnapshot()
+    return admission.outcome, amount
 
 
-async def settle(reservation: Reservation, exchange: Exchange) -> None:
+async def conclude(exchange: Exchange) -> None:
+    """Prices the request and settles its reservation with its usage record, in one store
+    operation (on Redis, one atomic script that also puts the record on the usage stream);
+    a request that reserved nothing just leaves its record. Once per exchange. A store that
+    cannot be reached keeps the settlement and sends it again later."""
+    if exchange.concluded:
+        return
+    exchange.concluded = True
+    _price(exchange)
+    reservation = exchange.reservation or Reservation(_account(exchange.snapshot, False), 0)
     credits = exchange.cost.nanos if exchange.candidate and exchange.candidate.paid_with_credits else 0
+    record = orjson.dumps(exchange.record())
+    await _settle(get_store(), reservation.account, exchange.hold, reservation.amount, exchange.cost.nanos, credits, record)
+    ACTIVE_HOLDS.discard(exchange.hold)
+    usagelog.written()
+
+
+async def _settle(store: RedisStore | MemoryStore, account: Account, hold: str, reserved: int, actual: int,
+                  credits: int, record: bytes | None) -> None:
     try:
-        await get_store().settle(reservation.account, reservation.amount, exchange.cost.nanos, credits, reservation.hold)
-    except Exception:  # kept by the store and sent again; the usage record is the bill
+        await store.settle(account, hold, reserved, actual, credits, record)
+    except Exception:  # kept by the store and sent again; the record goes with it
         log.warning("could not settle a reservation now; it will be retried", exc_info=True)
 
 
@@ -254,8 +295,8 @@ async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.C
         raise GatewayError(502, f"The provider's answer could not be read: {e}", "upstream_error") from None
     exchange.usage, exchange.finish_reason = _or_estimate(usage, exchange, out), reason or ""
     exchange.first_byte_at = time.monotonic()
-    _price(exchange)
     payload = orjson.dumps(out)
+    await conclude(exchange)  # recorded before the answer goes out
     # Marked before the last send: once it is out, the server reports the client gone.
     exchange.response_started = exchange.finished = True
     await http.send_json(send, 200, payload, _response_headers(exchange))
@@ -330,14 +371,16 @@ async def _answer_stream(
         exchange.finish_reason = translator.state.finish_reason
         for item in translator.finish():
             await _send_item(exchange, item, send)
+        await conclude(exchange)  # recorded before the stream's last bytes
         exchange.finished = True
         await http.end_sse(send, DONE)
-        _price(exchange)
         await _store(exchange, {"events": exchange.stream_events})
     except (GatewayError, UpstreamFormatError) as e:
         error = e if isinstance(e, GatewayError) else GatewayError(502, f"The provider sent an unreadable event: {e}", "upstream_error")
         exchange.fail(error)
         exchange.usage = _streamed_usage(exchange, translator)
+        exchange.finish_reason = exchange.finish_reason or translator.state.finish_reason or ""
+        await conclude(exchange)
         exchange.finished = True
         await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))
     except asyncio.CancelledError:
@@ -354,8 +397,12 @@ async def _answer_stream(
 # --- the response cache ----------------------------------------------------------------------
 
 
-async def _lookup(exchange: Exchange, raw: bytes) -> dict[str, Any] | None:
-    """The stored answer for this request, or None (a failing cache is a miss)."""
+async def _lookup(exchange: Exchange, raw: bytes, candidates: list[routing.Candidate]) -> dict[str, Any] | None:
+    """The stored answer for this request, or None (a failing cache is a miss). An answer is
+    served only to a request its provider could have served now, the same way paid (the
+    asking key's IAM rules and the project's mode decide `candidates`). Raises StaleSnapshot
+    when the configuration changed since the snapshot was loaded (a hit reserves nothing, so
+    it asks for the version itself)."""
     snapshot = exchange.snapshot
     if not snapshot.caching_enabled:
         return None
@@ -364,14 +411,19 @@ async def _lookup(exchange: Exchange, raw: bytes) -> dict[str, Any] | None:
         return None
     exchange.cache_key = cache_key(snapshot.project_id, snapshot.cache_version, raw)
     try:
-        entry = await response_cache().get(exchange.cache_key)
+        entry, version = await asyncio.gather(response_cache().get(exchange.cache_key),
+                                              get_store().config_version(snapshot.org_id))
     except Exception:
         log.warning("response cache unavailable; treating as a miss", exc_info=True)
-        entry = None
+        entry, version = None, 0
+    if entry is not None and version > snapshot.config_version:
+        raise StaleSnapshot()
+    if entry is not None and not any((c.provider, c.mode) == (entry["provider"], entry["mode"]) for c in candidates):
+        entry = None  # produced by a provider (or a way of paying) this request may not use
     exchange.cache_status = "hit" if entry else "miss"
     if entry is None and exchange.stream:
         exchange.stream_events = []
-    return entry
+    return cast(dict[str, Any] | None, entry)
 
 
 async def _store(exchange: Exchange, content: dict[str, Any]) -> None:
@@ -398,6 +450,7 @@ async def _replay(exchange: Exchange, entry: dict[str, Any], send: http.Send) ->
     exchange.usage = Usage(*entry["usage"])
     exchange.finish_reason = entry.get("finish_reason") or ""
     exchange.first_byte_at = time.monotonic()
+    await conclude(exchange)
     headers = _response_headers(exchange)
     exchange.response_started = True
     if "events" in entry:
@@ -414,33 +467,55 @@ async def _replay(exchange: Exchange, entry: dict[str, Any], send: http.Send) ->
 # --- the handler ---------------------------------------------------------------------------------
 
 
-async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Callable[[], None] | None = None) -> None:
-    """Answers one request; the caller records the exchange, whatever happens here.
-    `on_stream` is called when the request turns out to stream (to watch for the client
-    leaving: a stream cut short is billed for what was sent)."""
+Reload = Callable[[], Awaitable[KeySnapshot | None]]
+
+
+async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Callable[[], None] | None = None,
+                 reload: Reload | None = None) -> None:
+    """Answers one request; the caller concludes the exchange, whatever happens here (an
+    answer that went out whole was concluded already). `on_stream` is called when the request
+    turns out to stream (to watch for the client leaving: a stream cut short is billed for
+    what was sent). `reload` gives the key's snapshot afresh when the store says the
+    organization's configuration changed since it was loaded."""
     body = _parse(raw)
     exchange.requested_model = body["model"]
     exchange.stream = bool(body.get("stream"))
     exchange.prompt_estimate = len(raw) // 4
     if exchange.stream and on_stream is not None:
         on_stream()
-    candidates = routing.candidates(exchange.snapshot, body["model"])  # IAM rules hold for hits too
-    entry = await _lookup(exchange, raw)
-    if entry is not None:
-        return await _replay(exchange, entry, send)
-    reservation, candidates = await reserve(exchange.snapshot, candidates, body, len(raw))
-    try:
-        wire, response = await _open(exchange, candidates, body)
+    for attempt in range(3):
         try:
-            if exchange.stream:
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                await _answer_stream(exchange, wire, response, send, include_usage)
-            else:
-                await _answer_json(exchange, wire, response, send)
-        finally:
-            response.close()
+            candidates = routing.candidates(exchange.snapshot, body["model"])  # IAM rules hold for hits too
+            entry = await _lookup(exchange, raw, candidates)
+            if entry is not None:
+                return await _replay(exchange, entry, send)
+            candidates = await reserve(exchange, candidates, body, len(raw))
+            break
+        except StaleSnapshot:
+            if reload is None or attempt == 2:
+                raise GatewayError(503, "The key's configuration is changing; try again.", "service_unavailable",
+                                   headers={"Retry-After": "1"}) from None
+            await _refresh(exchange, reload)
+    wire, response = await _open(exchange, candidates, body)
+    try:
+        if exchange.stream:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            await _answer_stream(exchange, wire, response, send, include_usage)
+        else:
+            await _answer_json(exchange, wire, response, send)
     finally:
-        await asyncio.shield(settle(reservation, exchange))
+        response.close()
+
+
+async def _refresh(exchange: Exchange, reload: Reload) -> None:
+    """The key as it is now; its refusal (deleted, disabled, archived) is the answer."""
+    snapshot = await reload()
+    if snapshot is None:
+        raise GatewayError(401, "Invalid API key.", "invalid_api_key")
+    refused = key_refusal(snapshot)
+    if refused is not None:
+        raise refused
+    exchange.snapshot = snapshot
 
 
 async def error_during(exchange: Exchange, error: GatewayError, send: http.Send) -> None:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from apikeys.models import ApiKey, IamRule, ProviderKey
+from core import events
 from gateway.snapshot import KeySnapshot, snapshot_of
 
 log = logging.getLogger(__name__)
@@ -21,13 +22,20 @@ STALE_RETRY_SECONDS = 3
 
 
 def load_snapshot(token_hash: str) -> KeySnapshot | None:
-    """Three queries: the key with its project and organization, its rules, the provider keys."""
+    """Four queries: the key's organization, then the key with its project and organization,
+    its rules and the provider keys. The organization's configuration version is read before
+    the configuration itself: a change that lands in between makes the snapshot look older
+    than it is (one reload too many), never newer."""
     # Django retires a broken or aged connection at each request's start and end; /v1 runs
     # outside that cycle, so it is done here. Otherwise a connection broken by a database
     # restart stays broken: every later load fails although the database is back. (Never
     # inside a transaction, which closing would end.)
     if not connection.in_atomic_block:
         connection.close_if_unusable_or_obsolete()
+    org_id = ApiKey.objects.filter(token_hash=token_hash).values_list("project__organization_id", flat=True).first()
+    if org_id is None:
+        return None
+    version = events.config_version(org_id)
     key = ApiKey.objects.select_related("project__organization").filter(token_hash=token_hash).first()
     if key is None:
         return None
@@ -35,7 +43,7 @@ def load_snapshot(token_hash: str) -> KeySnapshot | None:
     provider_keys = ProviderKey.objects.filter(
         organization_id=key.project.organization_id, status=ProviderKey.Status.ACTIVE
     ).order_by("created_at")
-    return snapshot_of(key=key, project=key.project, rules=rules, provider_keys=provider_keys)
+    return snapshot_of(key=key, project=key.project, rules=rules, provider_keys=provider_keys, config_version=version)
 
 
 class SnapshotCache:
@@ -77,6 +85,11 @@ class SnapshotCache:
             raise
         finally:
             del self._loading[token_hash]
+
+    async def reload(self, token_hash: str) -> KeySnapshot | None:
+        """The key as the database has it now (the held snapshot is known to be stale)."""
+        self._entries.pop(token_hash, None)
+        return await self.get(token_hash)
 
     def warm(self, token_hash: str) -> bool:
         """Whether this key is held now (answering it needs no database)."""

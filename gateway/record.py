@@ -60,6 +60,11 @@ class UsageRecord:
         return datetime.fromisoformat(self.created_at)
 
 
+# Where the gateway puts usage records when Redis is configured (one entry per record, field
+# "r": its JSON), and the consumer group ingestion reads them with (usage/stream.py).
+USAGE_STREAM = "llmgw:usage"
+USAGE_GROUP = "ingest"
+
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 # Kept by ingestion but not columns of the usage log.
 NOT_STORED: frozenset[str] = frozenset({"organization_id", "paid_with_credits"})

@@ -41,6 +41,9 @@ class KeySnapshot:
     rules: tuple[Rule, ...]
     own_keys: dict[str, ProviderCreds]  # provider id → the organization's key
     custom_keys: dict[str, ProviderCreds]  # custom provider name → its key and base URL
+    # The organization's configuration version when this was read (core/events.py): a
+    # reservation that reports a newer one makes the gateway reload the snapshot.
+    config_version: int = 0
 
     @property
     def limit_nanos(self) -> int | None:
@@ -52,7 +55,8 @@ class KeySnapshot:
 
 
 def snapshot_of(
-    *, key: Any | None, project: Any, rules: Iterable[Any], provider_keys: Iterable[Any], with_tokens: bool = True
+    *, key: Any | None, project: Any, rules: Iterable[Any], provider_keys: Iterable[Any], with_tokens: bool = True,
+    config_version: int = 0,
 ) -> KeySnapshot:
     """The snapshot of an ApiKey row (or None: a key of the project with no limit and no
     rules), its Project (with `organization` loaded), its active IamRule rows and the
@@ -88,4 +92,5 @@ def snapshot_of(
         rules=tuple(Rule(r.rule_type, r.rule_value) for r in rules),
         own_keys=own,
         custom_keys=custom,
+        config_version=config_version,
     )

@@ -1,25 +1,42 @@
 """Hard spend limits: reserve a request's worst-case cost before calling upstream, settle
-to the real cost afterwards, release on failure.
+to the real cost afterwards, release on failure; and the usage record made durable with the
+settlement.
 
 Amounts are integer nano-dollars. Per API key the store keeps its total usage and what is
 reserved in flight; per organization paying with credits, its total spend and reservations.
 Totals start from the database's figures the first time a key or organization is seen, and
-from then on the store is ahead of the database (which the usage-log task catches up).
+from then on the store is ahead of the database (which ingestion catches up).
 The credits check compares against everything ever credited (balance + spent), which only
 grows with top-ups, so a stale read can only refuse, never overspend.
 
-Two implementations: Redis (atomic Lua scripts; shared by every gateway process) when
-REDIS_URL is set, and process memory on the embedded default (one web process).
+Each reservation is a hold with an id. A hold expires GATEWAY_HOLD_SECONDS after it was made
+or last renewed (the process holding it renews its holds while their requests live), so a
+process killed mid-request cannot keep a key's limit held: the next reservation anywhere, or
+the periodic sweep, releases expired holds. Settling a hold is idempotent (a settlement sent
+again after a lost reply changes nothing twice) and adds the real cost even after expiry.
+
+Two implementations: Redis (atomic Lua scripts shared by every gateway process; the usage
+record goes onto a Redis stream in the same script that settles, so an answered request's
+record survives the process) when REDIS_URL is set, and process memory on the embedded
+default (one web process; records go to the in-process ingester, gateway/usagelog.py).
+Both report the organization's configuration version with each reservation (core/events.py).
 """
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from django.conf import settings
 
-from core.redis import async_client
+from core import events
+from core.redis import async_client, sync_client
+from gateway.record import USAGE_STREAM
 
 OK, USAGE_LIMIT, INSUFFICIENT_CREDITS = 0, 1, 2
+PREFIX = "llmgw:spend:"
+HOLDS = PREFIX + "holds"  # sorted set: hold id, scored by its expiry (ms since the epoch)
 
 
 @dataclass(frozen=True)
@@ -34,74 +51,167 @@ class Account:
     org_spent: int  # from the database
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A reservation's outcome (OK, USAGE_LIMIT or INSUFFICIENT_CREDITS) and the
+    organization's configuration version at that moment."""
+
+    outcome: int
+    config_version: int
+
+
+RecordSink = Callable[[bytes], None]
+
+
 class MemoryStore:
+    """The embedded default: one web process, so its memory is the only place that counts.
+    Holds need no expiry: they die with the process that holds them."""
+
     def __init__(self) -> None:
         self.usage: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
         self.spent: dict[str, int] = {}
         self.credit_reserved: dict[str, int] = {}
+        self.holds: dict[str, tuple[int, bool]] = {}  # hold → (amount, credits reserved too)
+        self.sink: RecordSink | None = None  # where records go (the in-process ingester)
 
-    async def reserve(self, account: Account, amount: int, hold: str = "") -> int:
+    async def reserve(self, account: Account, amount: int, hold: str) -> Admission:
         # No await between check and update: atomic within the event loop.
+        version = events.local_config_version(account.org_id)
         usage = self.usage.setdefault(account.key_id, account.key_usage)
         if account.key_limit is not None and usage + self.reserved.get(account.key_id, 0) + amount > account.key_limit:
-            return USAGE_LIMIT
+            return Admission(USAGE_LIMIT, version)
         if account.org_credited is not None:
             spent = self.spent.setdefault(account.org_id, account.org_spent)
             if spent + self.credit_reserved.get(account.org_id, 0) + amount > account.org_credited:
-                return INSUFFICIENT_CREDITS
+                return Admission(INSUFFICIENT_CREDITS, version)
             self.credit_reserved[account.org_id] = self.credit_reserved.get(account.org_id, 0) + amount
         self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) + amount
-        return OK
+        self.holds[hold] = (amount, account.org_credited is not None)
+        return Admission(OK, version)
 
-    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int, hold: str = "") -> None:
-        """Releases `reserved` and adds the real cost; `credits_actual` is what credits paid."""
-        self.usage[account.key_id] = self.usage.get(account.key_id, account.key_usage) + actual
-        self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) - reserved
-        if account.org_credited is not None:
-            self.credit_reserved[account.org_id] = self.credit_reserved.get(account.org_id, 0) - reserved
-        if credits_actual:
-            self.spent[account.org_id] = self.spent.get(account.org_id, account.org_spent) + credits_actual
+    async def settle(self, account: Account, hold: str, reserved: int, actual: int, credits_actual: int,
+                     record: bytes | None = None) -> None:
+        """Releases the hold and adds the real cost; `credits_actual` is what credits paid.
+        `reserved` is 0 when nothing was held. The record goes to the sink either way."""
+        held = self.holds.pop(hold, None)
+        if held is not None or reserved == 0:
+            amount, with_credits = held or (0, False)
+            self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) - amount
+            if with_credits:
+                self.credit_reserved[account.org_id] = self.credit_reserved.get(account.org_id, 0) - amount
+            self.usage[account.key_id] = self.usage.get(account.key_id, account.key_usage) + actual
+            if credits_actual:
+                self.spent[account.org_id] = self.spent.get(account.org_id, account.org_spent) + credits_actual
+        if record is not None:
+            await self.record(record)
+
+    async def record(self, record: bytes) -> None:
+        """A usage record with nothing to settle (a refusal, a cache hit)."""
+        if self.sink is not None:
+            self.sink(record)
+
+    async def renew(self, holds: list[str]) -> None:
+        pass
+
+    async def config_version(self, org_id: str) -> int:
+        return events.local_config_version(org_id)
 
 
-_RESERVE = """
--- KEYS: key usage, key reserved, org spent, org reserved, key holds
--- ARGV: amount, key limit (-1: none), key usage from the db, org credited (-1: no credits), org spent from the db, hold id
+# Releases up to 100 expired holds (a Lua fragment both scripts start with). A hold's value
+# is "A|amount|credits(0/1)|key id|org id" while active; an expired one becomes "E|…" for a
+# day, so that its settlement, should it still come, adds the cost without releasing twice.
+_EXPIRE = """
+local function expire_holds(now)
+  local expired = redis.call('ZRANGEBYSCORE', '__HOLDS__', '-inf', now, 'LIMIT', 0, 100)
+  for _, hold in ipairs(expired) do
+    local value = redis.call('GET', '__PREFIX__hold:' .. hold)
+    if value and string.sub(value, 1, 1) == 'A' then
+      local _, _, amount, credits, key, org = string.find(value, '^A|(%d+)|(%d)|([^|]*)|(.*)$')
+      redis.call('DECRBY', '__PREFIX__res:' .. key, amount)
+      if credits == '1' then redis.call('DECRBY', '__PREFIX__cres:' .. org, amount) end
+      redis.call('SET', '__PREFIX__hold:' .. hold, 'E' .. string.sub(value, 2), 'EX', 86400)
+    end
+    redis.call('ZREM', '__HOLDS__', hold)
+  end
+end
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+""".replace("__HOLDS__", HOLDS).replace("__PREFIX__", PREFIX)
+
+_RESERVE = _EXPIRE + """
+-- KEYS: key usage, key reserved, org spent, org reserved, the hold, the holds set, org config version
+-- ARGV: amount, key limit (-1: none), key usage from the db, org credited (-1: no credits),
+--       org spent from the db, hold id, hold lifetime (ms), key id, org id
+-- Returns {outcome, config version}.
+expire_holds(now)
+local version = tonumber(redis.call('GET', KEYS[7]) or '0')
 redis.call('SET', KEYS[1], ARGV[3], 'NX')
 local amount = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 if limit >= 0 then
   local used = tonumber(redis.call('GET', KEYS[1])) + tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used + amount > limit then return 1 end
+  if used + amount > limit then return {1, version} end
 end
 local credited = tonumber(ARGV[4])
+local credits = '0'
 if credited >= 0 then
   redis.call('SET', KEYS[3], ARGV[5], 'NX')
   local spent = tonumber(redis.call('GET', KEYS[3])) + tonumber(redis.call('GET', KEYS[4]) or '0')
-  if spent + amount > credited then return 2 end
+  if spent + amount > credited then return {2, version} end
   redis.call('INCRBY', KEYS[4], amount)
+  credits = '1'
 end
 redis.call('INCRBY', KEYS[2], amount)
-redis.call('HSET', KEYS[5], ARGV[6], amount)
+redis.call('SET', KEYS[5], 'A|' .. ARGV[1] .. '|' .. credits .. '|' .. ARGV[8] .. '|' .. ARGV[9])
+redis.call('ZADD', KEYS[6], now + tonumber(ARGV[7]), ARGV[6])
+return {0, version}
+"""
+
+_SETTLE = _EXPIRE + """
+-- KEYS: key usage, key reserved, org spent, org reserved, the hold, the holds set, the usage stream
+-- ARGV: reserved (0: nothing was held), actual, key usage from the db, credits actual,
+--       org spent from the db, hold id, the usage record (JSON; "" for none)
+-- Counters move once per hold however often this is sent; the record always goes onto the
+-- stream (ingestion stores each log id once).
+expire_holds(now)
+local value = redis.call('GET', KEYS[5])
+local count = false
+if value and string.sub(value, 1, 1) == 'A' then
+  local _, _, amount, credits = string.find(value, '^A|(%d+)|(%d)|')
+  redis.call('DECRBY', KEYS[2], amount)
+  if credits == '1' then redis.call('DECRBY', KEYS[4], amount) end
+  redis.call('ZREM', KEYS[6], ARGV[6])
+  redis.call('DEL', KEYS[5])
+  count = true
+elseif value and string.sub(value, 1, 1) == 'E' then
+  redis.call('DEL', KEYS[5])
+  count = true
+elseif not value and tonumber(ARGV[1]) == 0 then
+  redis.call('SET', KEYS[5], 'S', 'EX', 3600)
+  count = true
+end
+if count then
+  redis.call('SET', KEYS[1], ARGV[3], 'NX')
+  redis.call('INCRBY', KEYS[1], ARGV[2])
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('SET', KEYS[3], ARGV[5], 'NX')
+    redis.call('INCRBY', KEYS[3], ARGV[4])
+  end
+end
+if ARGV[7] ~= '' then redis.call('XADD', KEYS[7], '*', 'r', ARGV[7]) end
 return 0
 """
 
-_SETTLE = """
--- KEYS: key usage, key reserved, org spent, org reserved, key holds
--- ARGV: reserved, actual, key usage from the db, credits reserved (0 or reserved), credits actual, org spent from the db, hold id
--- A hold is settled once: sent again (its first reply was lost), or for a reservation that
--- never ran, this does nothing.
-if tonumber(ARGV[1]) > 0 and redis.call('HDEL', KEYS[5], ARGV[7]) == 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[3], 'NX')
-redis.call('INCRBY', KEYS[1], ARGV[2])
-redis.call('DECRBY', KEYS[2], ARGV[1])
-if tonumber(ARGV[4]) > 0 then redis.call('DECRBY', KEYS[4], ARGV[4]) end
-if tonumber(ARGV[5]) > 0 then
-  redis.call('SET', KEYS[3], ARGV[6], 'NX')
-  redis.call('INCRBY', KEYS[3], ARGV[5])
-end
+_RECORD = """
+redis.call('XADD', KEYS[1], '*', 'r', ARGV[1])
 return 0
 """
+
+_SWEEP = _EXPIRE + """
+expire_holds(now)
+return redis.call('ZCOUNT', '__HOLDS__', '-inf', now)
+""".replace("__HOLDS__", HOLDS)
 
 
 class _Pipeliner:
@@ -110,11 +220,11 @@ class _Pipeliner:
     read for a dozen requests instead of a dozen of each."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[str, list[str], list[int | str], asyncio.Future[int]]] = []
+        self._pending: list[tuple[str, list[str], list[int | str], asyncio.Future[Any]]] = []
         self._sha: dict[str, str] = {}
 
-    async def run(self, source: str, keys: list[str], args: list[int | str]) -> int:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    async def run(self, source: str, keys: list[str], args: list[int | str]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self._pending:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
         self._pending.append((source, keys, args, future))
@@ -146,18 +256,18 @@ class _Pipeliner:
 
 
 class RedisStore:
-    PREFIX = "llmgw:spend:"
+    """Every gateway process shares the counters, holds and usage stream in Redis."""
 
     def __init__(self) -> None:
         self._pipeliners: dict[asyncio.AbstractEventLoop, _Pipeliner] = {}
         # Settlements that could not reach Redis: sent again once it answers, so that a
-        # reservation is not held forever.
+        # reservation is released and the record stored.
         self._unsettled: list[tuple[list[str], list[int | str]]] = []
 
-    def _keys(self, account: Account) -> list[str]:
-        p = self.PREFIX
-        return [f"{p}usage:{account.key_id}", f"{p}res:{account.key_id}", f"{p}spent:{account.org_id}",
-                f"{p}cres:{account.org_id}", f"{p}holds:{account.key_id}"]
+    @staticmethod
+    def _keys(account: Account, hold: str) -> list[str]:
+        return [f"{PREFIX}usage:{account.key_id}", f"{PREFIX}res:{account.key_id}", f"{PREFIX}spent:{account.org_id}",
+                f"{PREFIX}cres:{account.org_id}", f"{PREFIX}hold:{hold}", HOLDS]
 
     def _pipeliner(self) -> _Pipeliner:
         loop = asyncio.get_running_loop()
@@ -165,36 +275,60 @@ class RedisStore:
             self._pipeliners[loop] = _Pipeliner()
         return self._pipeliners[loop]
 
-    async def reserve(self, account: Account, amount: int, hold: str = "") -> int:
+    async def reserve(self, account: Account, amount: int, hold: str) -> Admission:
         """`hold` names the reservation (unique per request): settling it is then idempotent."""
         limit = -1 if account.key_limit is None else account.key_limit
         credited = -1 if account.org_credited is None else account.org_credited
-        args: list[int | str] = [amount, limit, account.key_usage, credited, account.org_spent, hold]
+        keys = [*self._keys(account, hold), events.CONFIG_VERSION_KEY.format(account.org_id)]
+        args: list[int | str] = [amount, limit, account.key_usage, credited, account.org_spent, hold,
+                                 int(settings.GATEWAY_HOLD_SECONDS * 1000), account.key_id, account.org_id]
         try:
-            outcome = int(await self._pipeliner().run(_RESERVE, self._keys(account), args))
+            outcome, version = await self._pipeliner().run(_RESERVE, keys, args)
         except Exception:
             # Redis may have run the script and only its reply been lost: release the hold
-            # once Redis answers again (a no-op if it never ran), or it is held for ever.
-            self._unsettled.append((self._keys(account), self._settle_args(account, amount, 0, 0, hold)))
+            # once Redis answers again (a no-op if it never ran). It would expire anyway.
+            self._unsettled.append(self._settle_call(account, hold, amount, 0, 0, b""))
             raise
         if self._unsettled:
             await self._settle_backlog()
-        return outcome
+        return Admission(int(outcome), int(version))
 
-    @staticmethod
-    def _settle_args(account: Account, reserved: int, actual: int, credits_actual: int, hold: str) -> list[int | str]:
-        credits_reserved = reserved if account.org_credited is not None else 0
-        return [reserved, actual, account.key_usage, credits_reserved, credits_actual, account.org_spent, hold]
+    def _settle_call(self, account: Account, hold: str, reserved: int, actual: int, credits_actual: int,
+                     record: bytes) -> tuple[list[str], list[int | str]]:
+        keys = [*self._keys(account, hold), USAGE_STREAM]
+        args: list[int | str] = [reserved, actual, account.key_usage, credits_actual, account.org_spent, hold,
+                                 record.decode()]
+        return keys, args
 
-    async def settle(self, account: Account, reserved: int, actual: int, credits_actual: int, hold: str = "") -> None:
-        """Sent again later when it fails; the hold makes a second delivery a no-op."""
-        args = self._settle_args(account, reserved, actual, credits_actual, hold)
-        keys = self._keys(account)
+    async def settle(self, account: Account, hold: str, reserved: int, actual: int, credits_actual: int,
+                     record: bytes | None = None) -> None:
+        """Releases the hold, adds the real cost and puts the record on the usage stream, in
+        one atomic script. Sent again later when it fails; the hold makes a second delivery
+        change the counters once."""
+        keys, args = self._settle_call(account, hold, reserved, actual, credits_actual, record or b"")
         try:
             await self._pipeliner().run(_SETTLE, keys, args)
         except Exception:
             self._unsettled.append((keys, args))
             raise
+
+    async def record(self, record: bytes) -> None:
+        """A usage record with nothing to settle (a refusal, a cache hit), onto the stream."""
+        await self._pipeliner().run(_RECORD, [USAGE_STREAM], [record.decode()])
+
+    async def renew(self, holds: list[str]) -> None:
+        """Pushes these holds' expiry GATEWAY_HOLD_SECONDS ahead (those already expired stay
+        expired: XX only updates members still there)."""
+        if not holds:
+            return
+        expiry = int((time.time() + settings.GATEWAY_HOLD_SECONDS) * 1000)
+        client = async_client()
+        for start in range(0, len(holds), 1000):
+            chunk = holds[start:start + 1000]
+            await client.zadd(HOLDS, dict.fromkeys(chunk, expiry), xx=True)
+
+    async def config_version(self, org_id: str) -> int:
+        return int(await async_client().get(events.CONFIG_VERSION_KEY.format(org_id)) or 0)
 
     async def _settle_backlog(self) -> None:
         backlog, self._unsettled = self._unsettled, []
@@ -204,6 +338,14 @@ class RedisStore:
         results = await asyncio.gather(*(self._pipeliner().run(_SETTLE, keys, args) for keys, args in backlog),
                                        return_exceptions=True)
         self._unsettled.extend(item for item, result in zip(backlog, results, strict=True) if isinstance(result, BaseException))
+
+
+def sweep_expired_holds() -> int:
+    """Releases holds whose process stopped renewing them (a periodic task; reservations do
+    it too as they go). Returns how many expired holds remain (more than one sweep's worth)."""
+    if not settings.REDIS_URL:
+        return 0
+    return int(cast(int, sync_client().eval(_SWEEP, 0)))  # redis-py's sync answer, typed as a union
 
 
 _store: RedisStore | MemoryStore | None = None

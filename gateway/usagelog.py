@@ -1,49 +1,69 @@
-"""Usage records leave the request path at once: buffered in memory for a moment, then sent
-in batches to the Celery task that bulk-inserts them (usage.tasks.ingest_usage).
+"""Where usage records go once `chat.conclude` has written them.
 
-Sending happens in a thread so a slow broker never blocks the event loop; a batch that
-cannot be sent stays buffered and is tried again.
+With Redis, the settle script has already put each record on a Redis stream, durable with
+the settlement; this only rings the usage app's ingester (a Celery task, by name) at most
+every USAGE_LOG_FLUSH_SECONDS when there is something to read. Celery beat rings too, every
+few seconds, for records a stopped process left behind.
+
+On the embedded defaults (one web process, SQLite) the memory store hands each record here,
+and this process stores them itself every USAGE_LOG_FLUSH_SECONDS, in a thread, through the
+same ingestion code: nothing waits in a file broker, and a restart loses at most the records
+of that last moment (README, Reliability).
 """
 
 import asyncio
 import logging
 
-import orjson
+from asgiref.sync import sync_to_async
 from celery import current_app as celery_app
 from django.conf import settings
 
-from gateway.record import UsageRecord
+from usage import services as usage_services
 
 log = logging.getLogger(__name__)
 
-INGEST_TASK = "usage.tasks.ingest_usage"  # stores the records (usage/services.py)
-MAX_BATCH = 500
-MAX_BUFFERED = 200_000  # beyond this the broker has been down for long; keep memory bounded
+INGEST_TASK = "usage.tasks.ingest_stream"  # reads the Redis stream (usage/stream.py)
+MAX_BATCH = 1000
+MAX_BUFFERED = 200_000  # embedded: beyond this the database has been away for long; keep memory bounded
 
 
-class UsageLogBuffer:
+class UsagePipeline:
+    """One per process: `sink` takes records to store here (embedded defaults), `written`
+    notes records put on the Redis stream; `run` does the rest in the background."""
+
     def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-        self.sent = 0
+        self.pending: list[bytes] = []
+        self.dirty = False
+        self.stored = 0
         self.dropped = 0
 
-    def add(self, record: UsageRecord) -> None:
-        if len(self.records) >= MAX_BUFFERED:
+    def sink(self, record: bytes) -> None:
+        if len(self.pending) >= MAX_BUFFERED:
             self.dropped += 1
-            log.error("usage log buffer full; dropping record %s", record.request_id)
+            log.error("usage records waiting for the database exceed %d; dropping one", MAX_BUFFERED)
             return
-        self.records.append(record)
+        self.pending.append(record)
+
+    def written(self) -> None:
+        self.dirty = True
 
     async def flush(self) -> None:
-        while self.records:
-            batch = self.records[:MAX_BATCH]
+        if self.dirty:
+            self.dirty = False
             try:
-                await asyncio.to_thread(_send, batch)
+                await asyncio.to_thread(_ring)
             except Exception:
-                log.warning("could not queue %d usage records; retrying", len(batch), exc_info=True)
+                self.dirty = True
+                log.warning("could not ring the usage ingester; the periodic one will read the stream", exc_info=True)
+        while self.pending:
+            batch = self.pending[:MAX_BATCH]
+            try:
+                await sync_to_async(usage_services.usage_ingest_payloads, thread_sensitive=False)(batch)
+            except Exception:
+                log.warning("could not store %d usage records now; retrying", len(batch), exc_info=True)
                 return
-            del self.records[: len(batch)]
-            self.sent += len(batch)
+            del self.pending[: len(batch)]
+            self.stored += len(batch)
 
     async def run(self) -> None:
         while True:
@@ -51,10 +71,18 @@ class UsageLogBuffer:
             await self.flush()
 
 
-def _send(batch: list[UsageRecord]) -> None:
-    # By name: the data plane hands records over without importing the usage app. One string
-    # argument: orjson encodes the batch far faster than kombu's json would.
-    celery_app.send_task(
-        INGEST_TASK, args=[orjson.dumps(batch).decode()],
-        retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2},
-    )
+def _ring() -> None:
+    celery_app.send_task(INGEST_TASK, retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+
+
+_pipeline = UsagePipeline()
+
+
+def pipeline() -> UsagePipeline:
+    return _pipeline
+
+
+def written() -> None:
+    """Records went onto the Redis stream (a no-op worth nothing on the embedded defaults)."""
+    if settings.REDIS_URL:
+        _pipeline.written()

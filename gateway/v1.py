@@ -12,15 +12,15 @@ from django.db import DatabaseError
 from core import events
 from core.hashing import sha256_hex
 from core.ids import random_string
-from gateway import chat, http, iam
+from gateway import chat, http, iam, usagelog
 from gateway.allow import key_refusal
 from gateway.catalog import BY_MODEL
 from gateway.errors import GatewayError
 from gateway.keys import SnapshotCache
 from gateway.snapshot import KeySnapshot
+from gateway.store import MemoryStore, get_store
 from gateway.throttle import FailureThrottle
 from gateway.upstream import close_sessions
-from gateway.usagelog import UsageLogBuffer
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def models_list(snapshot: KeySnapshot) -> dict[str, Any]:
 class GatewayApp:
     def __init__(self) -> None:
         self.snapshots = SnapshotCache()
-        self.usage_logs = UsageLogBuffer()
+        self.usage = usagelog.pipeline()
         self.inflight: dict[str, set[tuple[asyncio.Task[Any], chat.Exchange]]] = {}  # project id → {(task, exchange)}
         self.bad_keys = FailureThrottle()
         self._background: list[asyncio.Task[None]] = []
@@ -86,16 +86,31 @@ class GatewayApp:
 
     def ensure_started(self) -> None:
         if not self._background:
+            store = get_store()
+            if isinstance(store, MemoryStore):
+                store.sink = self.usage.sink
             self._background = [
                 asyncio.create_task(events.listen(self.on_event)),
-                asyncio.create_task(self.usage_logs.run()),
+                asyncio.create_task(self.usage.run()),
+                asyncio.create_task(self._renew_holds()),
             ]
 
     async def shutdown(self) -> None:
         for task in self._background:
             task.cancel()
-        await self.usage_logs.flush()
+        await self.usage.flush()
         await close_sessions()
+
+    async def _renew_holds(self) -> None:
+        """Keeps this process's reservations alive while their requests live (a process that
+        stops renewing, killed, has its holds expire: gateway/store.py)."""
+        while True:
+            await asyncio.sleep(settings.GATEWAY_HOLD_SECONDS / 3)
+            try:
+                await get_store().renew(list(chat.ACTIVE_HOLDS))
+            except Exception:
+                log.warning("could not renew reservations; they expire in %s s unless renewed",
+                            settings.GATEWAY_HOLD_SECONDS, exc_info=True)
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -128,7 +143,7 @@ class GatewayApp:
             if path == "/v1/models":
                 if method != "GET":
                     raise GatewayError(405, "Use GET for /v1/models.", "method_not_allowed")
-                snapshot = _check_access(await self._snapshot(scope))
+                snapshot = _check_access(await self._fresh(scope, await self._snapshot(scope)))
                 return await http.send_json(send, 200, models_list(snapshot), headers)
             raise GatewayError(404, f"Unknown endpoint {scope['path']}.", "not_found")
         except GatewayError as e:
@@ -159,6 +174,16 @@ class GatewayApp:
                 raise GatewayError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "invalid_api_key")
         return snapshot
 
+    async def _reload(self, scope: http.Scope) -> KeySnapshot | None:
+        key = _presented_key(scope)
+        return await self.snapshots.reload(sha256_hex(key)) if key else None
+
+    async def _fresh(self, scope: http.Scope, snapshot: KeySnapshot | None) -> KeySnapshot | None:
+        """The snapshot, reloaded when the organization's configuration moved on since."""
+        if snapshot is not None and await get_store().config_version(snapshot.org_id) > snapshot.config_version:
+            return await self._reload(scope)
+        return snapshot
+
     async def chat_completions(self, scope: http.Scope, receive: http.Receive, send: http.Send, request_id: str) -> None:
         # A request of a known key is logged whatever happens to it, refusals included.
         snapshot = _known(await self._snapshot(scope))
@@ -177,7 +202,7 @@ class GatewayApp:
         try:
             _check_access(snapshot)
             raw = await http.read_body(scope, receive, settings.GATEWAY_MAX_BODY_BYTES)
-            await chat.handle(exchange, raw, send, on_stream=watch)
+            await chat.handle(exchange, raw, send, on_stream=watch, reload=lambda: self._reload(scope))
         except GatewayError as e:
             await chat.error_during(exchange, e, send)
         except ConnectionResetError:
@@ -194,7 +219,7 @@ class GatewayApp:
             for watcher in watchers:
                 watcher.cancel()
             self.inflight.get(snapshot.project_id, set()).discard(entry)
-            self.usage_logs.add(exchange.record())
+            await asyncio.shield(chat.conclude(exchange))  # once: an answer that went out whole was concluded
 
     async def _canceled(self, exchange: chat.Exchange, send: http.Send) -> None:
         if exchange.cancel_reason == "client":

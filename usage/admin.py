@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from core.admin import ReadOnlyAdmin, ServiceAdmin
 from usage import services
-from usage.models import CreditTransaction, SpendAlert, UsageLog
+from usage.models import CreditTransaction, RejectedUsageRecord, SpendAlert, UsageLog
 
 
 @admin.register(UsageLog)
@@ -49,3 +49,19 @@ class SpendAlertAdmin(ServiceAdmin):
     def delete_queryset(self, request, queryset):
         for alert in queryset:
             services.alert_delete(alert=alert)
+
+
+@admin.register(RejectedUsageRecord)
+class RejectedUsageRecordAdmin(ReadOnlyAdmin):
+    """Usage records ingestion set aside (their batches were stored without them)."""
+
+    list_display = ["created_at", "reason", "retried_at"]
+    search_fields = ["reason", "payload"]
+    date_hierarchy = "created_at"
+    actions = ["ingest_again"]
+
+    @admin.action(description="Ingest the selected records again")
+    def ingest_again(self, request, queryset):
+        chosen = list(queryset)
+        stored = sum(services.rejected_usage_retry(rejected=r) for r in chosen)
+        self.message_user(request, f"{stored} of {len(chosen)} stored; the others are still set aside.")

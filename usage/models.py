@@ -164,3 +164,21 @@ class AlertNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alert_id} since {self.period_start}: {self.spend} USD"
+
+
+class RejectedUsageRecord(models.Model):
+    """A usage record ingestion could not store (malformed, or refused by the database), kept
+    aside with the reason so that the rest of its batch commits: one bad record never blocks
+    other tenants' bills. Listed in the admin, which can ingest it again after a fix."""
+
+    payload = models.TextField(help_text="the record as it arrived (JSON; control characters escaped)")
+    reason = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    retried_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "rejected usage record"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S}: {self.reason[:80]}"

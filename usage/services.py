@@ -1,12 +1,16 @@
 """Actions on credits and spending alerts: the only code that writes them."""
 
+import dataclasses
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
+import orjson
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -15,12 +19,12 @@ from apikeys.models import ApiKey
 from core import events
 from core.errors import ValidationFailed
 from core.money import format_money
-from core.text import each_isolated, one_line
+from core.text import each_isolated, one_line, storable
 from gateway.record import FIELD_NAMES, NOT_STORED, UsageRecord
 from projects.models import Organization, Project, User
 from usage import rollups
 from usage.analytics import spend_since
-from usage.models import AlertNotice, CreditTransaction, DailyUsage, SpendAlert, UsageLog
+from usage.models import AlertNotice, CreditTransaction, DailyUsage, RejectedUsageRecord, SpendAlert, UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +173,63 @@ def usage_ingest(*, records: list[UsageRecord]) -> int:
         _debit_credits(org_id, *per_org[org_id])
     key_services.api_key_limits_enforce(key_ids=list(per_key))
     return len(fresh)
+
+
+# Errors of one record's content (a bad value, a constraint): the record is set aside and the
+# rest of its batch stored. Anything else (the database away) fails the batch, to be retried.
+_RECORD_ERRORS = (DataError, IntegrityError, InvalidOperation, ValueError, TypeError, KeyError)
+
+
+def _escaped(payload: bytes | str | dict[str, Any]) -> str:
+    """A payload as text any column can hold: JSON with control characters escaped."""
+    if isinstance(payload, dict):
+        return orjson.dumps(payload, default=str).decode()
+    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    return storable(text.replace("\x00", "\\u0000"))
+
+
+def _set_aside(payload: bytes | str | dict[str, Any], reason: str) -> None:
+    log.error("usage record set aside: %s", reason)
+    RejectedUsageRecord.objects.create(payload=_escaped(payload), reason=storable(one_line(reason), 500))
+
+
+def usage_ingest_payloads(payloads: Sequence[bytes | str | dict[str, Any]]) -> int:
+    """Stores usage records as they arrive from the gateway (each a JSON object, as bytes,
+    text or already decoded). A record that cannot be read or stored is set aside
+    (RejectedUsageRecord, with the reason) and the others are stored. Returns how many new
+    rows were stored. Raises only what is worth retrying the whole batch for (the database
+    being away)."""
+    records: list[UsageRecord] = []
+    for payload in payloads:
+        try:
+            data = payload if isinstance(payload, dict) else orjson.loads(payload)
+            records.append(UsageRecord.from_dict(data))
+        except (orjson.JSONDecodeError, TypeError, ValueError) as e:
+            _set_aside(payload, f"unreadable record: {e}")
+    try:
+        return usage_ingest(records=records)
+    except _RECORD_ERRORS:
+        pass  # one record at a time, to find the bad ones
+    stored = 0
+    for record in records:
+        try:
+            stored += usage_ingest(records=[record])
+        except _RECORD_ERRORS as e:
+            _set_aside(dataclasses.asdict(record), f"{type(e).__name__}: {e}")
+    return stored
+
+
+def rejected_usage_retry(*, rejected: RejectedUsageRecord) -> bool:
+    """Ingests a set-aside record again, after its cause was fixed. True when it is stored
+    (or already was) and no longer set aside; False, and marked as retried, when it still
+    cannot be."""
+    try:
+        usage_ingest(records=[UsageRecord.from_dict(orjson.loads(rejected.payload))])
+    except (orjson.JSONDecodeError, *_RECORD_ERRORS):
+        RejectedUsageRecord.objects.filter(pk=rejected.pk).update(retried_at=timezone.now())
+        return False
+    rejected.delete()
+    return True
 
 
 # --- reconciliation and alerts (Celery tasks call these) ------------------------------------

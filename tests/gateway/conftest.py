@@ -148,7 +148,9 @@ def _broker_idle(env: dict) -> bool:
         import redis
 
         client = redis.Redis.from_url(env["REDIS_URL"])
-        return client.llen("celery") == 0 and client.hlen("unacked") == 0
+        from gateway.record import USAGE_STREAM
+
+        return client.llen("celery") == 0 and client.hlen("unacked") == 0 and client.xlen(USAGE_STREAM) == 0
     queue = Path(env["DATA_DIR"]) / "broker" / "queue"
     return not any(queue.glob("*")) if queue.exists() else True
 

@@ -93,7 +93,9 @@ class RedisServer:
     def broker_idle(self) -> bool:
         """No usage batch waiting in this broker or held by a worker."""
         client = self.client()
-        return client.llen("celery") == 0 and client.hlen("unacked") == 0
+        from gateway.record import USAGE_STREAM
+
+        return client.llen("celery") == 0 and client.hlen("unacked") == 0 and client.xlen(USAGE_STREAM) == 0
 
 
 @pytest.fixture

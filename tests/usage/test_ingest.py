@@ -12,8 +12,8 @@ from core.ids import make_id
 from gateway.record import UsageRecord
 from projects import services as project_services
 from usage import tasks
-from usage.models import CreditTransaction, DailyUsage, UsageLog
-from usage.services import credits_add, usage_ingest
+from usage.models import CreditTransaction, DailyUsage, RejectedUsageRecord, UsageLog
+from usage.services import credits_add, rejected_usage_retry, usage_ingest
 
 
 def record(project, key, *, cost="0.001", credits=False, **overrides) -> UsageRecord:
@@ -96,10 +96,42 @@ def test_rollups_add_up_to_the_rows(project, api_key):
 
 
 @pytest.mark.parametrize("field", ["id", "project_id", "created_at"])
-def test_a_record_missing_a_required_field_fails_the_batch_and_stores_nothing(project, api_key, field):
+def test_a_record_missing_a_required_field_is_set_aside_and_the_rest_stored(project, api_key, field):
     bad = dataclasses.asdict(record(project, api_key))
     del bad[field]
     good = dataclasses.asdict(record(project, api_key))
-    with pytest.raises(TypeError):
-        tasks.ingest_usage.run(orjson.dumps([good, bad]).decode())
-    assert not UsageLog.objects.exists()
+
+    assert tasks.ingest_usage.run(orjson.dumps([good, bad]).decode()) == 1
+
+    assert list(UsageLog.objects.values_list("id", flat=True)) == [good["id"]]
+    (rejected,) = RejectedUsageRecord.objects.all()
+    assert "unreadable record" in rejected.reason and field in rejected.reason
+
+
+def test_a_record_the_database_refuses_is_set_aside_and_other_tenants_are_billed(project, api_key, org, outsider):
+    """A NUL byte in a text field: PostgreSQL refuses it (SQLite stores it), so a record that
+    got past the gateway's own cleaning must not block its batch."""
+    from apikeys import services as key_services
+
+    theirs = project_services.project_create(organization=outsider.organization, name="Theirs")
+    their_key = key_services.api_key_create(project=theirs)[1]
+    credits_add(organization=outsider.organization, amount="10")
+    poison = dataclasses.asdict(record(project, api_key, requested_model="gpt-4o-mini\x00x", cost="1"))
+    innocent = dataclasses.asdict(record(theirs, their_key, credits=True, cost="2"))
+
+    tasks.ingest_usage.run(orjson.dumps([poison, innocent]).decode())
+
+    assert UsageLog.objects.filter(id=innocent["id"]).exists()
+    outsider.organization.refresh_from_db()
+    assert outsider.organization.credits == Decimal("8")
+    if not UsageLog.objects.filter(id=poison["id"]).exists():  # PostgreSQL
+        (rejected,) = RejectedUsageRecord.objects.all()
+        assert "\\u0000" in rejected.payload and "\x00" not in rejected.payload
+
+
+def test_a_set_aside_record_is_ingested_again_once_fixed(project, api_key):
+    good = record(project, api_key)
+    rejected = RejectedUsageRecord.objects.create(payload=orjson.dumps(dataclasses.asdict(good)).decode(), reason="test")
+
+    assert rejected_usage_retry(rejected=rejected) is True
+    assert UsageLog.objects.filter(id=good.id).exists() and not RejectedUsageRecord.objects.exists()
