@@ -90,6 +90,7 @@ def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, s
     return key
 
 
+@transaction.atomic  # its event goes out once the change is committed
 def api_key_limits_enforce(*, key_ids: list[str] | None = None) -> dict[str, int]:
     """The one writer of "a key at its limit goes inactive": active keys whose usage reached
     their limit become inactive (`disabled_reason: usage_limit`), and keys disabled for
@@ -141,6 +142,7 @@ def playground_keys_revoke(*, organization: Organization, user: User) -> int:
     return revoked
 
 
+@transaction.atomic  # its event goes out once the change is committed
 def api_key_delete(*, api_key: ApiKey) -> None:
     _changed(api_key)
     api_key.delete()
@@ -219,6 +221,7 @@ def _check_rule_status(status: str) -> str:
     return status
 
 
+@transaction.atomic  # its event goes out once the change is committed
 def iam_rule_create(*, api_key: ApiKey, rule_type: str, rule_value, status: str = "active") -> IamRule:
     rule = IamRule.objects.create(
         api_key=api_key,
@@ -230,6 +233,7 @@ def iam_rule_create(*, api_key: ApiKey, rule_type: str, rule_value, status: str 
     return rule
 
 
+@transaction.atomic  # its event goes out once the change is committed
 def iam_rule_update(*, rule: IamRule, rule_type=_UNSET, rule_value=_UNSET, status=_UNSET) -> IamRule:
     new_type = rule.rule_type if rule_type is _UNSET else rule_type
     new_value = rule.rule_value if rule_value is _UNSET else rule_value
@@ -242,6 +246,7 @@ def iam_rule_update(*, rule: IamRule, rule_type=_UNSET, rule_value=_UNSET, statu
     return rule
 
 
+@transaction.atomic  # its event goes out once the change is committed
 def iam_rule_delete(*, rule: IamRule) -> None:
     _changed(rule.api_key)
     rule.delete()
@@ -361,6 +366,7 @@ def provider_key_update(
     return key
 
 
+@transaction.atomic  # its event goes out once the change is committed
 def provider_key_delete(*, provider_key: ProviderKey) -> None:
     events.config_changed(provider_key.organization_id)
     provider_key.delete()

@@ -140,3 +140,25 @@ def _status(client) -> int:
         return _ask(client).status_code
     except openai.APIStatusError as e:
         return e.status_code
+
+
+def test_a_cached_answer_is_served_only_to_a_key_allowed_its_provider(gateway, org, key_for, fake_upstream):
+    """The answer of one provider is never handed to a key whose rules deny that provider:
+    the request goes to a provider it may use, and is logged against that one."""
+    from usage.services import credits_add
+
+    credits_add(organization=org, amount="10")
+    project = services.project_create(organization=org, name="Cached credits", mode="credits", caching_enabled=True)
+    model = "llama-3.3-70b-instruct"  # offered by two providers; the cheaper one answers first
+    first = gateway.client(key_for(project)).chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
+    cheapest = first.headers["x-gateway-provider"]
+    token, strict = key_services.api_key_create(project=project, description="denies the cheapest")
+    key_services.iam_rule_create(api_key=strict, rule_type="deny_providers", rule_value={"providers": [cheapest]})
+
+    again = gateway.client(token).chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
+
+    assert again.headers["x-gateway-cache"] == "MISS"
+    assert again.headers["x-gateway-provider"] != cheapest
+    row = eventually(lambda: UsageLog.objects.filter(project=project, api_key_id=strict.pk).first())
+    assert row.used_provider != cheapest and not row.cached
+
