@@ -19,7 +19,8 @@ def _fail(message: str) -> ValidationFailed:
     return ValidationFailed.field("base_url", message)
 
 
-def _is_public(address: str) -> bool:
+def is_public(address: str) -> bool:
+    """Whether an IP address (any spelling, IPv4-mapped included) is a global unicast one."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -34,7 +35,7 @@ def resolve_public(host: str, port: int) -> list[str]:
         raise _fail(f"cannot resolve host {host!r}") from None
     # str() for typeshed: the address of an AF_INET/AF_INET6 result is always a str already
     addresses = sorted({str(info[4][0]) for info in infos})
-    if not settings.ALLOW_PRIVATE_PROVIDER_URLS and not all(_is_public(a) for a in addresses):
+    if not settings.ALLOW_PRIVATE_PROVIDER_URLS and not all(is_public(a) for a in addresses):
         raise _fail("must not point at a loopback, private, link-local or reserved address")
     return addresses
 

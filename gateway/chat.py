@@ -29,7 +29,7 @@ from gateway.record import UsageRecord
 from gateway.snapshot import KeySnapshot
 from gateway.store import INSUFFICIENT_CREDITS, OK, Account, MemoryStore, RedisStore, get_store
 from gateway.tokens import Usage
-from gateway.upstream import UpstreamFailure, check_custom_host, open_response, read_chunk, read_json
+from gateway.upstream import UpstreamFailure, open_response, read_chunk, read_json
 from gateway.validation import validate_chat
 from gateway.wire import for_format
 from gateway.wire.base import SSEDecoder, StreamItem, StreamTranslator, UpstreamFormatError, WireFormat
@@ -261,9 +261,7 @@ async def _open(
             token=candidate.token, stream=exchange.stream,
         )
         try:
-            if candidate.offer.custom_name:
-                await check_custom_host(candidate.base_url)
-            return wire, await open_response(call, wire, candidate.token)
+            return wire, await open_response(call, wire, candidate.token, public_only=candidate.org_url)
         except UpstreamFailure as f:
             failure = f
             if not f.retryable:
@@ -485,7 +483,7 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
         on_stream()
     for attempt in range(3):
         try:
-            candidates = routing.candidates(exchange.snapshot, body["model"])  # IAM rules hold for hits too
+            candidates = await _candidates(exchange, body["model"])  # IAM rules hold for hits too
             entry = await _lookup(exchange, raw, candidates)
             if entry is not None:
                 return await _replay(exchange, entry, send)
@@ -505,6 +503,17 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
             await _answer_json(exchange, wire, response, send)
     finally:
         response.close()
+
+
+async def _candidates(exchange: Exchange, model: str) -> list[routing.Candidate]:
+    """Routing's answer; a refusal is given only on a snapshot that is current (it may be
+    the key's provider key that was just added: then StaleSnapshot)."""
+    try:
+        return routing.candidates(exchange.snapshot, model)
+    except GatewayError:
+        if await get_store().config_version(exchange.snapshot.org_id) > exchange.snapshot.config_version:
+            raise StaleSnapshot() from None
+        raise
 
 
 async def _refresh(exchange: Exchange, reload: Reload) -> None:

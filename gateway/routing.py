@@ -18,6 +18,9 @@ class Candidate:
     token: str
     base_url: str
     paid_with_credits: bool
+    # The base URL came from the organization's provider key (not the operator's settings):
+    # it is resolved to public addresses only, at connect time (gateway/upstream.py).
+    org_url: bool = False
 
     @property
     def provider(self) -> str:
@@ -50,11 +53,11 @@ def _payment(snapshot: KeySnapshot, offer: catalog.Offer) -> Candidate | None:
         creds = snapshot.custom_keys.get(offer.custom_name)
         if creds is None or snapshot.mode == "credits":
             return None
-        return Candidate(offer, creds.token, creds.base_url, paid_with_credits=False)
+        return Candidate(offer, creds.token, creds.base_url, paid_with_credits=False, org_url=True)
     own = snapshot.own_keys.get(offer.provider)
     if own is not None and snapshot.mode != "credits":
         base_url = own.base_url or settings.PROVIDER_BASE_URLS[offer.provider]
-        return Candidate(offer, own.token, base_url, paid_with_credits=False)
+        return Candidate(offer, own.token, base_url, paid_with_credits=False, org_url=bool(own.base_url))
     gateway_key = settings.PROVIDER_API_KEYS.get(offer.provider)
     if gateway_key and snapshot.mode != "api-keys":
         return Candidate(offer, gateway_key, settings.PROVIDER_BASE_URLS[offer.provider], paid_with_credits=True)

@@ -1,40 +1,55 @@
-"""Brute force: a client that keeps presenting invalid keys is refused for a while.
+"""Brute force on API keys: a client address that keeps presenting invalid keys is slowed
+down, on every gateway process together.
 
-Counted per client address and per process, in memory: the check costs a dictionary lookup
-on the hot path and nothing on Redis. With several gateway processes a client gets the
-allowance once per process, which still turns guessing into a crawl.
+Failed lookups are counted per client address with `limits` (a fixed window), in Redis when
+it is configured (every process shares the count) and in memory on the embedded defaults
+(one web process). Keys a process already holds never touch the counter. An address over the
+allowance is not locked out: it may still look up one unknown key per second, so a valid
+key that was never used before still gets in behind a shared address (an office NAT) while
+guessing crawls. The client address is the peer's, or, behind proxies listed in
+TRUSTED_PROXIES, the one they forward (bin/run tells uvicorn which proxies to trust).
 """
 
-import time
+import logging
 
-WINDOW_SECONDS = 60
-MAX_FAILURES = 20
+from django.conf import settings
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES_PER_MINUTE = 20
+FAILURES = RateLimitItemPerMinute(MAX_FAILURES_PER_MINUTE, namespace="llmgw-badkey")
+TRICKLE = RateLimitItemPerSecond(1, namespace="llmgw-badkey-trickle")
+
+
+def _storage() -> Storage:
+    if settings.REDIS_URL:
+        return RedisStorage("async+" + settings.REDIS_URL, implementation="redispy")
+    return MemoryStorage()
 
 
 class FailureThrottle:
-    def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW_SECONDS):
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, tuple[int, float]] = {}  # address → (count, window start)
+    """Counts failed key lookups per client address; see the module's docstring."""
 
-    def retry_after(self, address: str) -> int | None:
-        """Seconds until this address may try again, or None when it may now."""
-        entry = self._failures.get(address)
-        if entry is None:
-            return None
-        count, started = entry
-        left = started + self.window - time.monotonic()
-        if left <= 0:
-            del self._failures[address]
-            return None
-        return int(left) + 1 if count >= self.max_failures else None
+    def __init__(self, storage: Storage | None = None) -> None:
+        self.limiter = FixedWindowRateLimiter(storage or _storage())
 
-    def failed(self, address: str) -> None:
-        now = time.monotonic()
-        count, started = self._failures.get(address, (0, now))
-        if now - started > self.window:
-            count, started = 0, now
-        self._failures[address] = (count + 1, started)
-        if len(self._failures) > 100_000:  # a flood of addresses: forget the oldest half
-            for key in sorted(self._failures, key=lambda k: self._failures[k][1])[:50_000]:
-                del self._failures[key]
+    async def may_look_up(self, address: str) -> bool:
+        """Whether an unknown key from this address may be looked up now: always under the
+        allowance, once a second over it. A counter that cannot be reached lets it through
+        (the lookup is the cost guarded, not a limit someone pays)."""
+        try:
+            if await self.limiter.test(FAILURES, address):
+                return True
+            return await self.limiter.hit(TRICKLE, address)
+        except Exception:
+            log.warning("invalid-key counter unavailable; not throttling", exc_info=True)
+            return True
+
+    async def failed(self, address: str) -> None:
+        try:
+            await self.limiter.hit(FAILURES, address)
+        except Exception:
+            log.warning("invalid-key counter unavailable; a failure went uncounted", exc_info=True)

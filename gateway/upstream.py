@@ -5,37 +5,76 @@ Nothing from here reaches a client with a provider key or an upstream URL in it.
 """
 
 import asyncio
+import ipaddress
 import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from asgiref.sync import sync_to_async
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from django.conf import settings
 
-from core.errors import ServiceError
 from core.redaction import redact
-from core.urlsafety import resolve_public
+from core.urlsafety import is_public
 from gateway.errors import GatewayError
 from gateway.wire.base import UpstreamCall, WireFormat
 
-_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+_sessions: dict[tuple[asyncio.AbstractEventLoop, bool], aiohttp.ClientSession] = {}
 
 
-def session() -> aiohttp.ClientSession:
+class NonPublicAddress(OSError):
+    """A provider-key URL's host resolves to an address the gateway must not call."""
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves a host and refuses it when any of its addresses is not public (loopback,
+    private, link-local, metadata...). The connection then goes to the addresses checked
+    here, so a DNS answer that changes between a check and the connect (rebinding) cannot
+    point the gateway at its own network."""
+
+    def __init__(self) -> None:
+        self._resolver = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        if not results or not all(is_public(r["host"]) for r in results):
+            raise NonPublicAddress(f"{host} resolves to a non-public address")
+        return results
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+def session(public_only: bool = False) -> aiohttp.ClientSession:
+    """The process's pooled client for this event loop: one for the operator's provider URLs,
+    one (`public_only`) for base URLs organizations gave, which connect to public addresses
+    only (unless ALLOW_PRIVATE_PROVIDER_URLS)."""
+    public_only = public_only and not settings.ALLOW_PRIVATE_PROVIDER_URLS
     loop = asyncio.get_running_loop()
-    current = _sessions.get(loop)
+    current = _sessions.get((loop, public_only))
     if current is None or current.closed:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        resolver = PublicOnlyResolver() if public_only else None
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True, resolver=resolver)
         # Read timeouts are applied per step (first byte, then each chunk) with wait_for.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.UPSTREAM_CONNECT_TIMEOUT, sock_read=None)
         current = aiohttp.ClientSession(
             connector=connector, timeout=timeout, json_serialize=lambda o: orjson.dumps(o).decode(),
             auto_decompress=True, skip_auto_headers=["User-Agent"],
         )
-        _sessions[loop] = current
+        _sessions[(loop, public_only)] = current
     return current
+
+
+def _literal_address_refused(url: str) -> bool:
+    """An IP literal never goes through the resolver: checked here instead."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not is_public(host)
 
 
 async def close_sessions() -> None:
@@ -51,6 +90,11 @@ def _scrub(message: str, token: str, url: str) -> str:
     return message.replace(host, "[upstream]") if len(host) >= 4 else message
 
 
+_PRIVATE = GatewayError(
+    502, "The provider key's base URL resolves to a private address; refusing to call it.", "upstream_error"
+)
+
+
 class UpstreamFailure(Exception):
     """A call that failed before its first byte reached the client."""
 
@@ -58,24 +102,6 @@ class UpstreamFailure(Exception):
         super().__init__(error.message)
         self.error = error
         self.retryable = retryable
-
-
-_custom_host_checks: dict[str, float] = {}
-
-
-async def check_custom_host(base_url: str) -> None:
-    """Custom base URLs are checked again when used: a DNS name may have changed since."""
-    if settings.ALLOW_PRIVATE_PROVIDER_URLS:
-        return
-
-    parts = urlsplit(base_url)
-    try:
-        await sync_to_async(resolve_public, thread_sensitive=False)(parts.hostname or "", parts.port or 443)
-    except ServiceError:
-        raise UpstreamFailure(
-            GatewayError(502, "The custom provider's base URL resolves to a private address; refusing to call it.", "upstream_error"),
-            retryable=True,
-        ) from None
 
 
 def _failure_for_status(status: int, message: str, retry_after: str | None) -> UpstreamFailure:
@@ -95,13 +121,22 @@ def _failure_for_status(status: int, message: str, retry_after: str | None) -> U
     return UpstreamFailure(GatewayError(400, message, "invalid_request_error"), retryable=False)
 
 
-async def open_response(call: UpstreamCall, wire: WireFormat, token: str) -> aiohttp.ClientResponse:
-    """The provider's response once its headers arrived with a 2xx status."""
+async def open_response(call: UpstreamCall, wire: WireFormat, token: str, *, public_only: bool = False) -> aiohttp.ClientResponse:
+    """The provider's response once its headers arrived with a 2xx status. `public_only`: the
+    URL came from an organization's provider key, and may reach public addresses only."""
+    if public_only and not settings.ALLOW_PRIVATE_PROVIDER_URLS and _literal_address_refused(call.url):
+        raise UpstreamFailure(_PRIVATE, retryable=True)
     try:
         async with asyncio.timeout(settings.UPSTREAM_FIRST_BYTE_TIMEOUT):
-            response = await session().post(call.url, data=call.body, headers=call.headers, allow_redirects=False)
+            response = await session(public_only).post(call.url, data=call.body, headers=call.headers, allow_redirects=False)
     except TimeoutError:
         raise UpstreamFailure(GatewayError(504, "The provider did not answer in time.", "upstream_timeout"), retryable=True) from None
+    except aiohttp.ClientConnectorError as e:
+        if isinstance(e.os_error, NonPublicAddress):
+            raise UpstreamFailure(_PRIVATE, retryable=True) from None
+        raise UpstreamFailure(
+            GatewayError(502, f"Could not reach the provider ({type(e).__name__}).", "upstream_error"), retryable=True
+        ) from None
     except (aiohttp.ClientError, OSError, socket.gaierror) as e:
         raise UpstreamFailure(
             GatewayError(502, f"Could not reach the provider ({type(e).__name__}).", "upstream_error"), retryable=True

@@ -161,15 +161,14 @@ class GatewayApp:
         address = (scope.get("client") or ("unknown",))[0]
         key = _presented_key(scope)
         token_hash = sha256_hex(key) if key else ""
-        wait = self.bad_keys.retry_after(address)
-        # A guessing address is refused before any lookup; keys already held keep working,
-        # so one client's guessing does not lock out its neighbours behind the same address.
-        if wait is not None and not self.snapshots.warm(token_hash):
-            raise GatewayError(429, "Too many requests with invalid API keys; try again later.", "rate_limited",
-                               headers={"Retry-After": str(wait)})
+        # Keys already held never touch the counter; an unknown one from a guessing address is
+        # looked up at most once a second (gateway/throttle.py).
+        if not self.snapshots.warm(token_hash) and not await self.bad_keys.may_look_up(address):
+            raise GatewayError(429, "Too many requests with invalid API keys; try again in a second.", "rate_limited",
+                               headers={"Retry-After": "1"})
         snapshot = await self.snapshots.get(token_hash) if key else None
         if snapshot is None:
-            self.bad_keys.failed(address)
+            await self.bad_keys.failed(address)
             if not key:
                 raise GatewayError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "invalid_api_key")
         return snapshot
@@ -200,6 +199,8 @@ class GatewayApp:
             watchers.append(asyncio.create_task(self._watch_disconnect(receive, task, exchange)))
 
         try:
+            if key_refusal(snapshot) is not None:  # refused only on a current snapshot
+                exchange.snapshot = snapshot = _known(await self._fresh(scope, snapshot))
             _check_access(snapshot)
             raw = await http.read_body(scope, receive, settings.GATEWAY_MAX_BODY_BYTES)
             await chat.handle(exchange, raw, send, on_stream=watch, reload=lambda: self._reload(scope))

@@ -79,11 +79,31 @@ _OPTIONAL: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
+# Parameters the provider bills beyond text tokens (OpenAI's service tiers, web search, audio
+# output, predicted outputs), which the gateway cannot price yet: refused with a 400 naming
+# them, rather than forwarded and billed at text rates, which a spend limit would not hold.
+_UNPRICED = ("web_search_options", "audio", "prediction")
+_PRICED_TIERS = {"auto", "default"}
+
+
+def _check_priced(body: dict[str, Any]) -> None:
+    for name in _UNPRICED:
+        if body.get(name) is not None:
+            raise _bad(name, "is billed by the provider at rates this gateway cannot price yet; leave it out")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in _PRICED_TIERS:
+        raise _bad("service_tier", "only 'auto' or 'default' is supported: other tiers are priced differently")
+    modalities = body.get("modalities")
+    if modalities is not None and (not isinstance(modalities, list) or set(modalities) - {"text"}):
+        raise _bad("modalities", "only ['text'] is supported: audio output is priced differently")
+
+
 def _check_optional(body: dict[str, Any]) -> None:
     for name, ok, message in _OPTIONAL:
         value = body.get(name)
         if value is not None and not ok(value):
             raise _bad(name, message)
+    _check_priced(body)
 
 
 def validate_chat(body: Any) -> None:

@@ -275,3 +275,49 @@ def test_bin_run_refuses_an_unknown_role_before_starting_anything(tmp_path):
 
     assert result.returncode == 2
     assert "unknown role 'scheduler' (web, worker or beat)" in result.stderr
+
+
+def _failed_logins_from_forwarded_addresses(port: int, times: int) -> list[int]:
+    """Wrong passwords, each claiming another client address in X-Forwarded-For."""
+    statuses = []
+    for i in range(times):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/auth/login", method="POST",
+            data=json.dumps({"email": "proxy@example.com", "password": "wrong"}).encode(),
+            headers={"Content-Type": "application/json", "X-Forwarded-For": f"198.51.100.{i + 1}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as e:
+            statuses.append(e.code)
+    return statuses
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path, trusted):
+    data_dir, port = tmp_path / "data", _free_port()
+    env = _env(data_dir, PORT=str(port), HOST="127.0.0.1", TRUSTED_PROXIES=trusted)
+    migrated = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    process = subprocess.Popen(["bin/run", "web"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if _get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+
+        statuses = _failed_logins_from_forwarded_addresses(port, 12)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+
+    if trusted:  # a trusted proxy's forwarded addresses are twelve clients: none is locked out
+        assert statuses == [401] * 12
+    else:  # a stranger's header is ignored: one address, locked out at the tenth failure
+        assert statuses[:9] == [401] * 9 and statuses[9:] == [429] * 3

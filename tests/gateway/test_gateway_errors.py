@@ -8,6 +8,7 @@ import json
 import time
 from urllib.parse import urlsplit
 
+import openai
 import pytest
 import requests
 
@@ -313,3 +314,31 @@ def test_a_stream_that_fails_before_its_first_byte_is_a_plain_json_error(gateway
     openai_error(response, 502, "upstream_error", fake_upstream)
     log = one_log(project, 502)
     assert log.streamed
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("web_search_options", {}),
+    ("audio", {"voice": "alloy", "format": "wav"}),
+    ("prediction", {"type": "content", "content": "x"}),
+    ("service_tier", "priority"),
+    ("service_tier", "flex"),
+    ("modalities", ["text", "audio"]),
+])
+def test_parameters_billed_beyond_text_are_refused_naming_them(gateway, token, fake_upstream, field, value):
+    client = gateway.client(token)
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+                                       extra_body={field: value})
+
+    assert refused.value.body["param"] == field and field in refused.value.body["message"]
+    assert fake_upstream.calls == []
+
+
+def test_the_default_service_tier_is_served(gateway, token, fake_upstream):
+    client = gateway.client(token)
+
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+                                            extra_body={"service_tier": "default"})
+
+    assert answer.choices[0].message.content

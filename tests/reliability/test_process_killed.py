@@ -16,9 +16,11 @@ import threading
 import time
 from collections import Counter
 
+import httpx
+
 from gateway.pricing import from_nanos
 from projects import services
-from tests.reliability.conftest import RedisServer, eventually, send_all, wait_for_rows
+from tests.reliability.conftest import Answer, RedisServer, eventually, headers_for, send_all, wait_for_rows
 from tests.reliability.test_money import PLAIN, STREAMED, bill_the_worst_case, key_of, mixed, worst_nanos
 
 HOLD_SECONDS = 2
@@ -112,11 +114,28 @@ def test_every_answer_a_killed_process_gave_is_recorded_once(
         answers = []
 
         def load() -> None:
-            answers.extend(asyncio.run(send_all(mixed(lambda i: doomed.url, token, "load", 400), timeout=30)))
+            """20 clients sending one request after another until the process dies."""
+            async def client_loop(client: httpx.AsyncClient, n: int) -> None:
+                for i in range(1000):
+                    request_id, raw = f"load-{n}-{i}", STREAMED if i % 2 else PLAIN
+                    started = time.monotonic()
+                    try:
+                        response = await client.post(f"{doomed.url}/v1/chat/completions", content=raw,
+                                                     headers=headers_for(token, request_id))
+                    except httpx.HTTPError:
+                        return  # cut off by the kill: never answered, so nothing is owed
+                    answers.append(Answer(request_id, response.status_code, dict(response.headers), response.text,
+                                          time.monotonic() - started))
+
+            async def all_clients() -> None:
+                async with httpx.AsyncClient(timeout=30) as client:
+                    await asyncio.gather(*(client_loop(client, n) for n in range(20)))
+
+            asyncio.run(all_clients())
 
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
-        time.sleep(random.uniform(0.3, 0.8))
+        time.sleep(random.uniform(1.0, 2.0))
         _kill(doomed)
         loader.join(60)
         # The survivor's requests ring the ingester too (no beat runs here).
