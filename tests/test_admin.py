@@ -2,6 +2,7 @@
 API and the dashboard, and a service's refusal is a message, never a 500 or a half-write."""
 
 import pytest
+from django.contrib.admin.utils import quote  # ids hold "_", the admin's own escape character in URLs
 
 from apikeys import services as key_services
 from apikeys.models import ApiKey, IamRule
@@ -40,7 +41,7 @@ def test_a_malformed_iam_rule_added_inline_is_refused_naming_the_problem(admin_c
     form = _key_form(api_key, [{"rule_type": "allow_models", "rule_value": '{"models": "gpt-4o"}', "status": "active",
                                 "api_key": api_key.pk}])
 
-    response = admin_client.post(f"/admin/apikeys/apikey/{api_key.pk}/change/", form)
+    response = admin_client.post(f"/admin/apikeys/apikey/{quote(api_key.pk)}/change/", form)
 
     assert response.status_code == 200  # the form again, with the error
     assert "rule_value.models" in response.content.decode()
@@ -51,7 +52,7 @@ def test_an_iam_rule_added_inline_goes_through_the_service_and_reaches_the_gatew
     form = _key_form(api_key, [{"rule_type": "deny_models", "rule_value": '{"models": [" gpt-4o "]}',
                                 "status": "active", "api_key": api_key.pk}])
 
-    response = admin_client.post(f"/admin/apikeys/apikey/{api_key.pk}/change/", form)
+    response = admin_client.post(f"/admin/apikeys/apikey/{quote(api_key.pk)}/change/", form)
 
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = IamRule.objects.get()
@@ -62,7 +63,7 @@ def test_an_iam_rule_added_inline_goes_through_the_service_and_reaches_the_gatew
 def test_the_reason_a_key_is_off_is_not_editable_and_follows_the_status(admin_client, api_key):
     form = {**_key_form(api_key, []), "status": "inactive", "disabled_reason": "usage_limit"}
 
-    admin_client.post(f"/admin/apikeys/apikey/{api_key.pk}/change/", form)
+    admin_client.post(f"/admin/apikeys/apikey/{quote(api_key.pk)}/change/", form)
 
     api_key.refresh_from_db()
     assert (api_key.status, api_key.disabled_reason) == ("inactive", "manual")
@@ -74,7 +75,7 @@ def test_removing_the_last_owner_inline_is_refused_with_a_message(admin_client, 
             **_inline("memberships", [{"id": membership.pk, "organization": org.pk, "user": owner.user.pk,
                                        "role": "owner", "DELETE": "on"}], initial=1)}
 
-    response = admin_client.post(f"/admin/projects/organization/{org.pk}/change/", form, follow=True)
+    response = admin_client.post(f"/admin/projects/organization/{quote(org.pk)}/change/", form, follow=True)
 
     assert _messages(response) == ["an organization needs at least one owner"]
     assert Membership.objects.filter(organization=org, role="owner").count() == 1
@@ -86,7 +87,7 @@ def test_demoting_the_last_owner_inline_is_refused_too(admin_client, owner, org)
             **_inline("memberships", [{"id": membership.pk, "organization": org.pk, "user": owner.user.pk,
                                        "role": "developer"}], initial=1)}
 
-    response = admin_client.post(f"/admin/projects/organization/{org.pk}/change/", form, follow=True)
+    response = admin_client.post(f"/admin/projects/organization/{quote(org.pk)}/change/", form, follow=True)
 
     assert _messages(response) == ["an organization needs at least one owner"]
     membership.refresh_from_db()
@@ -126,7 +127,7 @@ def test_a_spend_alert_added_in_the_admin_is_validated_by_the_service(admin_clie
 
 
 def test_deleting_a_key_in_the_admin_tells_the_gateway(admin_client, api_key, published):
-    admin_client.post(f"/admin/apikeys/apikey/{api_key.pk}/delete/", {"post": "yes"})
+    admin_client.post(f"/admin/apikeys/apikey/{quote(api_key.pk)}/delete/", {"post": "yes"})
 
     assert not ApiKey.objects.filter(pk=api_key.pk).exists()
     assert api_key.project.organization_id in published
@@ -138,7 +139,7 @@ def test_a_key_rule_deleted_inline_goes_through_the_service(admin_client, api_ke
     form = _key_form(api_key, [{"id": rule.pk, "api_key": api_key.pk, "rule_type": rule.rule_type,
                                 "rule_value": '{"models": ["gpt-4o"]}', "status": "active", "DELETE": "on"}], initial=1)
 
-    response = admin_client.post(f"/admin/apikeys/apikey/{api_key.pk}/change/", form)
+    response = admin_client.post(f"/admin/apikeys/apikey/{quote(api_key.pk)}/change/", form)
 
     assert response.status_code == 302
     assert not IamRule.objects.exists()

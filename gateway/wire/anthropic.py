@@ -213,8 +213,13 @@ def usage_from(usage: Any) -> Usage:
     """Anthropic counts cached prompt tokens apart from input_tokens; OpenAI's prompt_tokens
     holds them all."""
     usage = _dict(usage)
-    prompt = sum(clean_count(usage.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-    return Usage(prompt, clean_count(usage.get("output_tokens")))
+    written, read = clean_count(usage.get("cache_creation_input_tokens")), clean_count(usage.get("cache_read_input_tokens"))
+    return Usage(
+        prompt_tokens=clean_count(usage.get("input_tokens")) + written + read,
+        completion_tokens=clean_count(usage.get("output_tokens")),  # thinking included, not reported apart
+        cached_tokens=read,
+        cache_write_tokens=written,
+    )
 
 
 def tool_call_of(block: dict[str, Any]) -> dict[str, Any]:

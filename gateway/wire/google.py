@@ -211,10 +211,16 @@ def translate_request(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage_from(metadata: Any) -> Usage:
-    """Thinking models bill their thoughts as output, apart from candidatesTokenCount."""
+    """Thinking models bill their thoughts as output, apart from candidatesTokenCount;
+    promptTokenCount includes the cachedContentTokenCount read from a context cache."""
     metadata = _dict(metadata)
-    completion = clean_count(metadata.get("candidatesTokenCount")) + clean_count(metadata.get("thoughtsTokenCount"))
-    return Usage(clean_count(metadata.get("promptTokenCount")), completion)
+    thoughts = clean_count(metadata.get("thoughtsTokenCount"))
+    return Usage(
+        prompt_tokens=clean_count(metadata.get("promptTokenCount")),
+        completion_tokens=clean_count(metadata.get("candidatesTokenCount")) + thoughts,
+        cached_tokens=clean_count(metadata.get("cachedContentTokenCount")),
+        reasoning_tokens=thoughts,
+    )
 
 
 def new_call_id() -> str:

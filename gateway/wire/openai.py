@@ -12,10 +12,24 @@ from gateway.tokens import Usage, clean_count
 from gateway.wire.base import StreamItem, StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 
 
+def _details(data: dict[str, Any], name: str) -> dict[str, Any]:
+    details = data.get(name)
+    return details if isinstance(details, dict) else {}
+
+
 def usage_from(data: Any) -> Usage | None:
+    """OpenAI's usage object (cached and reasoning tokens in its details; DeepSeek's own
+    `prompt_cache_hit_tokens` where a host reports cache reads that way)."""
     if not isinstance(data, dict):
         return None
-    return Usage(clean_count(data.get("prompt_tokens")), clean_count(data.get("completion_tokens")))
+    cached = clean_count(_details(data, "prompt_tokens_details").get("cached_tokens")) or clean_count(
+        data.get("prompt_cache_hit_tokens"))
+    return Usage(
+        prompt_tokens=clean_count(data.get("prompt_tokens")),
+        completion_tokens=clean_count(data.get("completion_tokens")),
+        cached_tokens=cached,
+        reasoning_tokens=clean_count(_details(data, "completion_tokens_details").get("reasoning_tokens")),
+    )
 
 
 class OpenAIStream(StreamTranslator):

@@ -202,7 +202,7 @@ def test_a_text_answer_becomes_a_chat_completion_with_our_id_and_model():
         "created": 1700000000,
         "model": "anthropic/claude-sonnet-4",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"}, "finish_reason": "stop", "logprobs": None}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19, "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}},
     }
     assert (usage, reason) == (Usage(12, 7), "stop")
 
@@ -246,7 +246,7 @@ def test_stop_reasons_map_to_openai_finish_reasons(stop_reason, finish_reason):
     "anthropic_usage, expected",
     [
         ({"input_tokens": 10, "output_tokens": 5}, Usage(10, 5)),
-        ({"input_tokens": 10, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 1000, "output_tokens": 5}, Usage(1110, 5)),
+        ({"input_tokens": 10, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 1000, "output_tokens": 5}, Usage(1110, 5, cached_tokens=1000, cache_write_tokens=100)),
         ({"input_tokens": 10, "cache_creation_input_tokens": None, "output_tokens": 5}, Usage(10, 5)),
         ({"input_tokens": -3, "output_tokens": "many"}, Usage(0, 0)),
         ({}, Usage(0, 0)),
@@ -365,7 +365,7 @@ def test_stream_usage_counts_cached_input_and_takes_cumulative_counts_from_messa
         event("message_delta", delta={"stop_reason": "end_turn"}, usage={"input_tokens": 6, "output_tokens": 3}),
     ]
     translator, _, _ = translate(events)
-    assert translator.state.usage == Usage(1006, 3)
+    assert translator.state.usage == Usage(1006, 3, cached_tokens=1000)
 
 
 def test_with_include_usage_the_stream_ends_with_a_usage_chunk_without_choices():
@@ -377,7 +377,7 @@ def test_with_include_usage_the_stream_ends_with_a_usage_chunk_without_choices()
             "created": 1700000000,
             "model": "anthropic/claude-sonnet-4",
             "choices": [],
-            "usage": {"prompt_tokens": 25, "completion_tokens": 15, "total_tokens": 40},
+            "usage": {"prompt_tokens": 25, "completion_tokens": 15, "total_tokens": 40, "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}},
         }
     ]
 

@@ -203,7 +203,7 @@ def test_a_text_answer_becomes_a_chat_completion_with_our_id_and_model():
         "created": 1700000000,
         "model": "google-ai-studio/gemini-2.5-flash",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"}, "finish_reason": "stop", "logprobs": None}],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13, "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}},
     }
     assert (usage, reason) == (Usage(9, 4), "stop")
 
@@ -270,7 +270,7 @@ def test_a_blocked_prompt_without_candidates_is_a_content_filtered_completion():
     "metadata, expected",
     [
         ({"promptTokenCount": 10, "candidatesTokenCount": 5}, Usage(10, 5)),
-        ({"promptTokenCount": 10, "candidatesTokenCount": 5, "thoughtsTokenCount": 30}, Usage(10, 35)),
+        ({"promptTokenCount": 10, "candidatesTokenCount": 5, "thoughtsTokenCount": 30}, Usage(10, 35, reasoning_tokens=30)),
         ({"promptTokenCount": -4, "candidatesTokenCount": None}, Usage(0, 0)),
         ({}, Usage(0, 0)),
     ],
@@ -369,7 +369,7 @@ def test_a_tool_stream_numbers_calls_across_events_and_finishes_with_tool_calls(
 
 def test_stream_usage_is_the_last_reported_with_thoughts_counted_as_completion():
     translator, _, _ = translate(TEXT_STREAM)
-    assert translator.state.usage == Usage(9, 7)
+    assert translator.state.usage == Usage(9, 7, reasoning_tokens=4)
 
 
 def test_with_include_usage_the_stream_ends_with_a_usage_chunk_without_choices():
@@ -381,7 +381,7 @@ def test_with_include_usage_the_stream_ends_with_a_usage_chunk_without_choices()
             "created": 1700000000,
             "model": "google-ai-studio/gemini-2.5-flash",
             "choices": [],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16},
+            "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16, "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 4}},
         }
     ]
 
@@ -389,7 +389,7 @@ def test_with_include_usage_the_stream_ends_with_a_usage_chunk_without_choices()
 def test_without_include_usage_the_stream_ends_with_nothing_more_but_usage_is_still_known():
     translator, _, tail = translate(TEXT_STREAM, include_usage=False)
     assert tail == []
-    assert translator.state.usage == Usage(9, 7)
+    assert translator.state.usage == Usage(9, 7, reasoning_tokens=4)
 
 
 def test_a_stream_cut_by_the_safety_filter_finishes_with_content_filter():
