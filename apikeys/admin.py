@@ -81,20 +81,36 @@ class ApiKeyAdmin(ServiceAdmin):
             services.api_key_delete(api_key=key)
 
 
+class ProviderKeyForm(forms.ModelForm):
+    """Checks the prices as the service will, so a malformed entry is shown on its field."""
+
+    class Meta:
+        model = ProviderKey
+        fields = ["prices"]  # the admin adds the others it shows
+
+    def clean_prices(self):
+        try:
+            return services.provider_prices_clean(self.cleaned_data.get("prices"))
+        except ServiceError as e:
+            raise forms.ValidationError(e.message) from None
+
+
 @admin.register(ProviderKey)
 class ProviderKeyAdmin(ServiceAdmin):
+    form = ProviderKeyForm
     list_display = ["provider", "name", "masked_token", "id", "organization", "base_url", "status", "created_at"]
     list_filter = ["provider", "status", "created_at"]
     search_fields = ["id", "name", "provider", "organization__name", "organization__id"]
     list_select_related = ["organization"]
     readonly_fields = ["id", "organization", "provider", "masked_token", "created_at", "updated_at"]
-    fields = ["id", "organization", "provider", "name", "base_url", "masked_token", "status", "created_at", "updated_at"]
+    fields = ["id", "organization", "provider", "name", "base_url", "prices", "masked_token", "status", "created_at",
+              "updated_at"]
 
     def has_add_permission(self, request):
         return False  # adding validates and encrypts the key: use the dashboard or the API
 
     def save_model(self, request, obj, form, change):
-        changes = {f: form.cleaned_data[f] for f in ("name", "base_url", "status") if f in form.changed_data}
+        changes = {f: form.cleaned_data[f] for f in ("name", "base_url", "prices", "status") if f in form.changed_data}
         services.provider_key_update(provider_key=ProviderKey.objects.get(pk=obj.pk), validate=False, **changes)
 
     def delete_model(self, request, obj):

@@ -3,6 +3,8 @@ decide, and their errors are shown on the form)."""
 
 from django import forms
 
+from apikeys import services
+from core.errors import ServiceError
 from gateway.iam import RULE_LABELS
 from gateway.providers import PROVIDERS
 
@@ -87,4 +89,20 @@ class ProviderKeyForm(forms.Form):
         help_text="Custom providers: the base URL of the OpenAI-compatible API (…/v1). Others: leave empty.",
         widget=forms.URLInput(attrs={"placeholder": "https://…/v1"}),
     )
+    prices = forms.JSONField(
+        required=False, label="Prices (JSON)",
+        help_text="Custom providers, optional: USD per 1M tokens of each model, so that its requests cost "
+                  "something and usage limits apply to them.",
+        widget=forms.Textarea(attrs={
+            "rows": 3, "spellcheck": "false", "placeholder": '{"my-model": {"inputPrice": "0.5", "outputPrice": "1.5"}}',
+        }),
+    )
     validate = forms.BooleanField(required=False, initial=True, label="Check the key with the provider before saving")
+
+    def clean_prices(self):
+        # The service checks them again; here its message keeps the full name of the entry at
+        # fault (`prices.<model>.inputPrice: …`), which one field's error would otherwise lose.
+        try:
+            return services.provider_prices_clean(self.cleaned_data.get("prices"))
+        except ServiceError as e:
+            raise forms.ValidationError(e.message) from None

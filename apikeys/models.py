@@ -107,6 +107,10 @@ class ProviderKey(models.Model):
     # For `custom` the name addresses its models (`<name>/<model>`); for others a label.
     name = models.CharField(max_length=64, blank=True)
     base_url = models.URLField(max_length=2048, blank=True)
+    # Custom providers only: {"<model>": {"inputPrice": "0.5", "outputPrice": "1.5"}}, USD per
+    # 1M tokens as decimal strings (the API's names, as IamRule.rule_value keeps them); written
+    # only through apikeys.services.provider_prices_clean.
+    prices = models.JSONField(default=dict, blank=True)
     encrypted_token = models.TextField(editable=False)
     masked_token = models.CharField(max_length=32, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)

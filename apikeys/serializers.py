@@ -1,10 +1,37 @@
 """JSON shapes of API keys, IAM rules and provider keys (docs/api.md)."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apikeys.models import ApiKey, IamRule, ProviderKey
 from core.rest import MoneyField, StrictSerializer
 from gateway.providers import PROVIDERS
+
+
+def _prices_schema(price: dict) -> dict:
+    return {
+        "type": "object",
+        "additionalProperties": {
+            "type": "object",
+            "properties": {"inputPrice": price, "outputPrice": price},
+            "required": ["inputPrice", "outputPrice"],
+        },
+        "example": {"my-model": {"inputPrice": "0.5", "outputPrice": "1.5"}},
+    }
+
+
+_DECIMAL_STRING = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}
+
+
+@extend_schema_field(_prices_schema(_DECIMAL_STRING))
+class PricesOutField(serializers.JSONField):
+    """A custom provider's prices as stored: {"<model>": {"inputPrice", "outputPrice"}}."""
+
+
+@extend_schema_field(_prices_schema({"oneOf": [_DECIMAL_STRING, {"type": "number", "minimum": 0, "maximum": 10000}]}))
+class PricesInField(serializers.JSONField):
+    """Parsed as any JSON: apikeys.services.provider_prices_clean checks it and names the
+    field at fault (`prices.<model>.inputPrice`)."""
 
 
 class ApiKeyOut(serializers.Serializer):
@@ -46,6 +73,7 @@ class ProviderKeyOut(serializers.Serializer):
     provider = serializers.CharField()
     name = serializers.CharField()
     baseUrl = serializers.CharField(source="base_url", allow_null=True)
+    prices = PricesOutField(help_text="custom providers: USD per 1M tokens of each model; `{}` otherwise")
     maskedToken = serializers.CharField(source="masked_token")
     status = serializers.ChoiceField(choices=ProviderKey.Status.choices)
     createdAt = serializers.DateTimeField(source="created_at")
@@ -97,12 +125,19 @@ class IamRulePatchIn(StrictSerializer):
     status = serializers.ChoiceField(choices=IamRule.Status.choices, required=False)
 
 
+_PRICES_HELP = (
+    "custom providers only: USD per 1M tokens of each model, decimal strings or numbers (0 to 10000, "
+    "at most 9 decimal places); at most 500 models"
+)
+
+
 class ProviderKeyIn(StrictSerializer):
     organizationId = serializers.CharField(source="organization_id", max_length=40)
     provider = serializers.ChoiceField(choices=list(PROVIDERS))
     token = serializers.CharField(max_length=4096, write_only=True)
     baseUrl = serializers.CharField(source="base_url", max_length=2048, required=False, allow_blank=True, default="")
     name = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    prices = PricesInField(required=False, default=dict, help_text=_PRICES_HELP)
     # DRF's serializer metaclass moves declared fields out of the class, so the validate()
     # hook stays as it is; drf-stubs cannot see that.
     validate = serializers.BooleanField(required=False, default=True)  # type: ignore[assignment]
@@ -112,6 +147,7 @@ class ProviderKeyPatchIn(StrictSerializer):
     token = serializers.CharField(max_length=4096, required=False, write_only=True)
     baseUrl = serializers.CharField(source="base_url", max_length=2048, required=False, allow_blank=True)
     name = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    prices = PricesInField(required=False, help_text=_PRICES_HELP + "; replaces the key's prices")
     status = serializers.ChoiceField(choices=ProviderKey.Status.choices, required=False)
     validate = serializers.BooleanField(required=False, default=True)  # type: ignore[assignment]  # as above
 

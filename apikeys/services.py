@@ -1,6 +1,7 @@
 """Actions on API keys, their IAM rules and provider keys: the only code that writes them."""
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -293,6 +294,73 @@ def _upstream_url(provider: str, base_url: str) -> str:
     return base_url or settings.PROVIDER_BASE_URLS[provider]
 
 
+PRICES_MAX_MODELS = 500
+PRICE_MAX = Decimal(10000)  # USD per 1M tokens: far above any real model's price
+PRICE_PLACES = 9
+_PRICE_KEYS = ("inputPrice", "outputPrice")
+_PRICE_STEP = Decimal(1).scaleb(-PRICE_PLACES)
+_DECIMAL_RE = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
+
+
+def _prices_error(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed.field(f"prices.{path}" if path else "prices", message)
+
+
+def _clean_model_id(model) -> str:
+    # A bad id is named by `prices` alone: the id itself may be long or hold control characters.
+    if (not isinstance(model, str) or not model.strip() or len(model) > 200
+            or any(unicodedata.category(c) == "Cc" for c in model)):
+        raise _prices_error("", "model ids must be 1 to 200 characters without control characters")
+    return model
+
+
+def _clean_price(path: str, raw) -> str:
+    """A price as stored: a plain decimal string (`"0.5"`, `"1000"`) of USD per 1M tokens."""
+    price = None
+    # A string must be a plain decimal; a JSON number arrives as int or float (never bool).
+    if isinstance(raw, str) and _DECIMAL_RE.fullmatch(raw) or isinstance(raw, int) and not isinstance(raw, bool):
+        price = Decimal(raw)
+    elif isinstance(raw, float):
+        price = Decimal(str(raw))  # its shortest repr: 0.1 is "0.1", not the binary fraction
+    # Comparisons and the quantize are exact here: at most 5 + 9 digits once in range.
+    if price is None or not price.is_finite() or not 0 <= price <= PRICE_MAX or price != price.quantize(_PRICE_STEP):
+        raise _prices_error(
+            path, f"must be a decimal from 0 to {PRICE_MAX} (USD per 1M tokens) with at most {PRICE_PLACES} decimal places"
+        )
+    return format(abs(price.normalize()), "f")  # "f": never an exponent; abs: -0 is 0
+
+
+def provider_prices_clean(prices) -> dict[str, dict[str, str]]:
+    """A custom provider's prices as stored (the API's own names, like IAM rule values):
+    `{"<model id>": {"inputPrice": "0.5", "outputPrice": "1.5"}}`, USD per 1M tokens as plain
+    decimal strings; None is `{}`. Prices may arrive as decimal strings or JSON numbers. Else a
+    ValidationFailed naming `prices`, `prices.<model>` or `prices.<model>.inputPrice` (or
+    `outputPrice`)."""
+    if prices is None:
+        return {}
+    if not isinstance(prices, dict):
+        raise _prices_error("", 'must be a JSON object: {"<model>": {"inputPrice": "…", "outputPrice": "…"}}')
+    if len(prices) > PRICES_MAX_MODELS:
+        raise _prices_error("", f"at most {PRICES_MAX_MODELS} models")
+    cleaned: dict[str, dict[str, str]] = {}
+    for model, entry in prices.items():
+        model = _clean_model_id(model)
+        if not isinstance(entry, dict) or set(entry) - set(_PRICE_KEYS):
+            raise _prices_error(model, 'must be {"inputPrice": "…", "outputPrice": "…"}')
+        for key in _PRICE_KEYS:
+            if key not in entry:
+                raise _prices_error(f"{model}.{key}", "is required (USD per 1M tokens)")
+        cleaned[model] = {key: _clean_price(f"{model}.{key}", entry[key]) for key in _PRICE_KEYS}
+    return cleaned
+
+
+def _check_prices(provider: str, prices) -> dict[str, dict[str, str]]:
+    # Built-in providers are priced by the catalog; only a custom provider's are unknown.
+    if provider != "custom" and prices not in (None, {}):
+        raise _prices_error("", "only a custom provider takes prices; the catalog prices the others")
+    return provider_prices_clean(prices)
+
+
 def provider_key_create(
     *,
     organization: Organization,
@@ -300,8 +368,10 @@ def provider_key_create(
     token: str,
     base_url: str = "",
     name: str = "",
+    prices=None,
     validate: bool = True,
 ) -> ProviderKey:
+    """A new provider key; `prices` (custom providers only) as provider_prices_clean takes it."""
     provider = _check_provider(provider)
     token = _check_token(token)
     if provider == "custom":
@@ -311,6 +381,7 @@ def provider_key_create(
     else:
         name = (name or "").strip()[:64]
     base_url = check_base_url(base_url) if base_url else ""
+    prices = _check_prices(provider, prices)
     _check_unique(organization, provider, name)  # fail fast, before asking the provider
     if validate:  # outside the transaction: the provider may take seconds to answer
         validate_provider_token(provider=provider, token=token, base_url=_upstream_url(provider, base_url))
@@ -322,6 +393,7 @@ def provider_key_create(
             provider=provider,
             name=name,
             base_url=base_url,
+            prices=prices,
             encrypted_token=crypto.encrypt(token),
             masked_token=mask(token),
         )
@@ -330,8 +402,10 @@ def provider_key_create(
 
 
 def provider_key_update(
-    *, provider_key: ProviderKey, token=_UNSET, base_url=_UNSET, name=_UNSET, status=_UNSET, validate: bool = True
+    *, provider_key: ProviderKey, token=_UNSET, base_url=_UNSET, name=_UNSET, prices=_UNSET, status=_UNSET,
+    validate: bool = True,
 ) -> ProviderKey:
+    """Edits a key; `prices`, when given, replaces them all (see provider_prices_clean)."""
     key = provider_key
     changes: dict = {}
     if name is not _UNSET:
@@ -341,6 +415,8 @@ def provider_key_update(
         if not base_url and key.provider == "custom":
             raise ValidationFailed.field("base_url", "a custom provider needs a base URL")
         changes["base_url"] = check_base_url(base_url) if base_url else ""
+    if prices is not _UNSET:
+        changes["prices"] = _check_prices(key.provider, prices)
     plaintext = _check_token(token) if token is not _UNSET else None
     if plaintext is not None:
         changes["encrypted_token"] = crypto.encrypt(plaintext)

@@ -150,9 +150,7 @@ def _key_context(context: dict, key: ApiKey, *, edit_form=None, rule_form=None, 
 
 
 def _model_ids(custom_names=()) -> list[str]:
-    ids = sorted(catalog.BY_MODEL)
-    ids += sorted(f"{o.provider}/{o.model}" for o in catalog.OFFERS)
-    return ids + [f"{name}/" for name in custom_names]
+    return [*catalog.model_ids(), *(f"{name}/" for name in custom_names)]
 
 
 @dashboard_view
@@ -293,7 +291,7 @@ def usable_models(project: Project) -> list[dict]:
     """The catalog's models this project can call now, each with who would serve it."""
     snapshot = selectors.project_snapshot(project)
     models = []
-    for model in catalog.BY_MODEL:
+    for model in catalog.model_ids():
         try:
             first = routing.candidates(snapshot, model)[0]
         except GatewayError:

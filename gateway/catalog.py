@@ -1,78 +1,303 @@
-"""The models the gateway offers and what each provider charges for them: data, in one place.
+"""The models the gateway offers and what each provider charges for them.
 
-Prices are USD per 1M tokens. A model may be served by several providers; a bare model id
-goes to the cheapest one the project can use (gateway/routing.py).
+Prices and model matching come from genai-prices (pydantic's maintained price database, read
+from the snapshot bundled with the pinned package: it is never updated at run time), so a model
+answers to every id its provider uses (dated versions, `-latest`). What the database lacks is
+ours, below: our provider ids, the ids our catalog offers across providers (ALIASES, with the id
+each host knows the model by), and maximum output tokens (MAX_OUTPUT).
+
+Prices are USD per 1M tokens. A bare model id goes to the cheapest provider the project can use
+(gateway/routing.py).
 """
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache, lru_cache
+from typing import Any
+
+from genai_prices import data_snapshot
+from genai_prices.types import TieredPrices
+
+# Our provider id → genai-prices' provider id.
+GENAI_PROVIDERS = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google-ai-studio": "google",
+    "mistral": "mistral",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "xai": "x-ai",
+    "together-ai": "together",
+}
+# genai-prices' `google` also prices Claude on Vertex AI; Google AI Studio serves only these.
+_GOOGLE_AI_STUDIO_MODEL = re.compile(r"^(models/)?(gemini|gemma|learnlm)", re.IGNORECASE)
+
+# A model's maximum output tokens, by id (first match wins), from each provider's model
+# documentation. Unknown models get DEFAULT_MAX_OUTPUT: an upper bound, so a reservation
+# never counts fewer output tokens than the provider can bill.
+MAX_OUTPUT: list[tuple[re.Pattern[str], int]] = [
+    (re.compile(p), n)
+    for p, n in [
+        (r"^(gpt-5|o\d|codex)", 128_000),
+        (r"^gpt-4\.1", 32_768),
+        (r"^(gpt-4o|chatgpt-4o)", 16_384),
+        (r"^gpt-4", 8_192),
+        (r"^gpt-3\.5", 4_096),
+        (r"^claude-(opus-4-0|opus-4-1|opus-4-2025|4-opus)", 32_000),
+        (r"^claude-(sonnet-4|haiku-4|opus-4-5|3-7-sonnet|4-sonnet)", 64_000),
+        (r"^claude-3-5", 8_192),
+        (r"^claude-3", 4_096),
+        (r"^gemini-(2\.5|3)", 65_536),
+        (r"^gemini-", 8_192),
+        (r"^(mistral|codestral|ministral|pixtral|magistral|devstral)", 32_768),
+        (r"^(deepseek-chat|deepseek-v3)", 8_192),
+        (r"^deepseek-reasoner", 65_536),
+    ]
+]
+DEFAULT_MAX_OUTPUT = 131_072
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One price (USD per 1M tokens), with genai-prices' tiers: once a request's input tokens
+    exceed a tier's `start`, every token of the request pays that tier's price (Anthropic's
+    and Google's long-context prices)."""
+
+    base: Decimal
+    tiers: tuple[tuple[int, Decimal], ...] = ()
+
+    def at(self, input_tokens: int) -> Decimal:
+        for start, price in reversed(self.tiers):
+            if input_tokens > start:
+                return price
+        return self.base
+
+    @property
+    def highest(self) -> Decimal:
+        return max([self.base, *(price for _, price in self.tiers)])
+
+
+@dataclass(frozen=True)
+class Price:
+    """What a provider charges for one model: input, output, and prompt-cache reads and writes
+    (each read or written token instead of the input price)."""
+
+    input: Rate
+    output: Rate
+    cache_read: Rate
+    cache_write: Rate
+
+
+def flat_price(input_price: Decimal, output_price: Decimal) -> Price:
+    """A price without tiers or cache prices (cache tokens pay the input price)."""
+    return Price(Rate(input_price), Rate(output_price), Rate(input_price), Rate(input_price))
 
 
 @dataclass(frozen=True)
 class Offer:
-    """One provider serving one model."""
+    """One provider serving one model. `price` is None when the gateway does not know it (a
+    pinned model outside the catalog, or a custom provider's model without declared prices):
+    such a request is logged at 0 with `priced: false`, and credits never pay for it."""
 
     provider: str
-    model: str  # the gateway's model id, e.g. "gpt-4o-mini"
+    model: str  # the gateway's model id, as the client asked for it
     upstream_model: str  # the id the provider knows it by
-    input_price: Decimal
-    output_price: Decimal
+    price: Price | None
     context_length: int
     max_output: int
     custom_name: str = ""  # for provider "custom": the organization's name for it
+    ids: frozenset[str] = frozenset()  # every id the model answers to (IAM rules match any)
+    # genai-prices' model when its price changes with the time of day (DeepSeek's off-peak
+    # discount): the price is then read at the time of the request.
+    timed: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def priced(self) -> bool:
+        return self.price is not None
+
+    @property
+    def input_price(self) -> Decimal:
+        return self.price.input.base if self.price else Decimal(0)
+
+    @property
+    def output_price(self) -> Decimal:
+        return self.price.output.base if self.price else Decimal(0)
+
+    @property
+    def cached_input_price(self) -> Decimal | None:
+        if self.price is None or self.price.cache_read == self.price.input:
+            return None
+        return self.price.cache_read.base
 
     @property
     def is_free(self) -> bool:
-        return self.input_price == 0 and self.output_price == 0
+        return self.priced and self.input_price == 0 and self.output_price == 0
+
+    def price_now(self) -> Price | None:
+        """The price in force at this moment."""
+        if self.timed is None:
+            return self.price
+        return _price_of(self.timed.get_prices(datetime.now(UTC)))
 
 
-def _offer(
-    provider: str, model: str, input_price: str, output_price: str, context: int, max_output: int, upstream: str | None = None
-) -> Offer:
-    return Offer(provider, model, upstream or model, Decimal(input_price), Decimal(output_price), context, max_output)
+@dataclass(frozen=True)
+class Alias:
+    """A model id our catalog offers on a host that names it otherwise, with the host's id,
+    and a price where genai-prices does not know the host's model."""
+
+    model: str
+    provider: str
+    upstream: str
+    price: tuple[str, str] | None = None
 
 
-OFFERS: list[Offer] = [
-    # OpenAI
-    _offer("openai", "gpt-4o", "2.50", "10.00", 128_000, 16_384),
-    _offer("openai", "gpt-4o-mini", "0.15", "0.60", 128_000, 16_384),
-    _offer("openai", "gpt-4.1", "2.00", "8.00", 1_047_576, 32_768),
-    _offer("openai", "gpt-4.1-mini", "0.40", "1.60", 1_047_576, 32_768),
-    _offer("openai", "o4-mini", "1.10", "4.40", 200_000, 100_000),
-    # Anthropic
-    _offer("anthropic", "claude-sonnet-4", "3.00", "15.00", 200_000, 64_000, "claude-sonnet-4-20250514"),
-    _offer("anthropic", "claude-3-5-haiku", "0.80", "4.00", 200_000, 8_192, "claude-3-5-haiku-20241022"),
-    # Google AI Studio
-    _offer("google-ai-studio", "gemini-2.5-flash", "0.30", "2.50", 1_048_576, 65_536),
-    _offer("google-ai-studio", "gemini-2.5-pro", "1.25", "10.00", 1_048_576, 65_536),
-    # Mistral
-    _offer("mistral", "mistral-large", "2.00", "6.00", 128_000, 8_192, "mistral-large-latest"),
-    _offer("mistral", "mistral-small", "0.10", "0.30", 32_000, 8_192, "mistral-small-latest"),
-    _offer("mistral", "codestral", "0.30", "0.90", 256_000, 8_192, "codestral-latest"),
-    # Groq
-    _offer("groq", "llama-3.3-70b-instruct", "0.59", "0.79", 131_072, 32_768, "llama-3.3-70b-versatile"),
-    _offer("groq", "llama-3.1-8b-instruct", "0.05", "0.08", 131_072, 8_192, "llama-3.1-8b-instant"),
-    _offer("groq", "gpt-oss-120b", "0.15", "0.75", 131_072, 32_768, "openai/gpt-oss-120b"),
-    # DeepSeek
-    _offer("deepseek", "deepseek-chat", "0.27", "1.10", 64_000, 8_192),
-    _offer("deepseek", "deepseek-reasoner", "0.55", "2.19", 64_000, 32_768),
-    # xAI
-    _offer("xai", "grok-3", "3.00", "15.00", 131_072, 16_384),
-    _offer("xai", "grok-3-mini", "0.30", "0.50", 131_072, 16_384),
-    # Together AI
-    _offer("together-ai", "llama-3.3-70b-instruct", "0.88", "0.88", 131_072, 8_192, "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
-    _offer("together-ai", "deepseek-chat", "1.25", "1.25", 64_000, 8_192, "deepseek-ai/DeepSeek-V3"),
-    _offer("together-ai", "qwen-2.5-72b-instruct", "1.20", "1.20", 32_768, 8_192, "Qwen/Qwen2.5-72B-Instruct-Turbo"),
-    _offer("together-ai", "gpt-oss-120b", "0.15", "0.60", 131_072, 32_768, "openai/gpt-oss-120b"),
+ALIASES: list[Alias] = [
+    Alias("claude-sonnet-4", "anthropic", "claude-sonnet-4-20250514"),
+    Alias("claude-3-5-haiku", "anthropic", "claude-3-5-haiku-20241022"),
+    Alias("mistral-large", "mistral", "mistral-large-latest"),
+    Alias("mistral-small", "mistral", "mistral-small-latest"),
+    Alias("codestral", "mistral", "codestral-latest"),
+    Alias("llama-3.3-70b-instruct", "groq", "llama-3.3-70b-versatile"),
+    Alias("llama-3.3-70b-instruct", "together-ai", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+    Alias("llama-3.1-8b-instruct", "groq", "llama-3.1-8b-instant"),
+    Alias("gpt-oss-120b", "groq", "openai/gpt-oss-120b"),
+    Alias("gpt-oss-120b", "together-ai", "openai/gpt-oss-120b"),
+    Alias("deepseek-chat", "deepseek", "deepseek-chat"),
+    Alias("deepseek-chat", "together-ai", "deepseek-ai/DeepSeek-V3", ("1.25", "1.25")),
+    Alias("qwen-2.5-72b-instruct", "together-ai", "Qwen/Qwen2.5-72B-Instruct-Turbo", ("1.20", "1.20")),
 ]
-
-# model id → its offers, cheapest first (input + output price, then provider id for a stable order)
-BY_MODEL: dict[str, list[Offer]] = {}
-for _offer_ in sorted(OFFERS, key=lambda o: (o.input_price + o.output_price, o.provider)):
-    BY_MODEL.setdefault(_offer_.model, []).append(_offer_)
+_ALIASES_BY_MODEL: dict[str, list[Alias]] = {}
+for _alias in ALIASES:
+    _ALIASES_BY_MODEL.setdefault(_alias.model, []).append(_alias)
 
 
-def custom_offer(name: str, model: str) -> Offer:
-    """A model of an organization's custom provider: its price is unknown, so it costs 0
-    through the gateway (the organization pays its own provider)."""
-    return Offer("custom", model, model, Decimal(0), Decimal(0), 0, 0, custom_name=name)
+def _rate(value: Decimal | TieredPrices | None) -> Rate | None:
+    if value is None:
+        return None
+    if isinstance(value, TieredPrices):
+        return Rate(value.base, tuple((tier.start, tier.price) for tier in value.tiers))
+    return Rate(value)
+
+
+def _price_of(model_price: Any) -> Price | None:
+    """Our Price from genai-prices' ModelPrice; None without an input and an output price."""
+    input_rate, output_rate = _rate(model_price.input_mtok), _rate(model_price.output_mtok)
+    if input_rate is None or output_rate is None:
+        return None
+    return Price(input_rate, output_rate, _rate(model_price.cache_read_mtok) or input_rate,
+                 _rate(model_price.cache_write_mtok) or input_rate)
+
+
+def _highest(prices: list[Price]) -> Price:
+    """Each rate at its highest among the variants: what a reservation counts."""
+    def top(rates: list[Rate]) -> Rate:
+        return Rate(max(r.highest for r in rates))
+    return Price(top([p.input for p in prices]), top([p.output for p in prices]),
+                 top([p.cache_read for p in prices]), top([p.cache_write for p in prices]))
+
+
+def max_output_of(model_id: str) -> int:
+    lowered = model_id.lower().rpartition("/")[2]
+    for pattern, tokens in MAX_OUTPUT:
+        if pattern.match(lowered):
+            return tokens
+    return DEFAULT_MAX_OUTPUT
+
+
+def _genai_model(provider: str, ref: str) -> Any | None:
+    genai_id = GENAI_PROVIDERS.get(provider)
+    if genai_id is None or (provider == "google-ai-studio" and not _GOOGLE_AI_STUDIO_MODEL.match(ref)):
+        return None
+    genai_provider = data_snapshot.get_snapshot().find_provider(None, genai_id, None)
+    return genai_provider.find_model(ref)
+
+
+def _offer_from_genai(provider: str, model: str, upstream: str, info: Any, fixed: Price | None) -> Offer:
+    timed = None
+    if fixed is not None:
+        price: Price | None = fixed
+    elif info is None:
+        price = None
+    elif isinstance(info.prices, list):  # variants by date or time of day
+        variants = [p for p in (_price_of(c.prices) for c in info.prices) if p is not None]
+        price, timed = (_highest(variants), info) if variants else (None, None)
+    else:
+        price = _price_of(info.prices)
+    ids = {model, upstream} | ({info.id} if info is not None else set())
+    context = (info.context_window if info is not None else None) or 0
+    return Offer(provider, model, upstream, price, context, max_output_of(upstream), ids=frozenset(ids), timed=timed)
+
+
+@lru_cache(maxsize=4096)  # bounded: ids come from clients
+def resolve(provider: str, model: str) -> Offer | None:
+    """The offer of `model` on `provider` (one of ours), by our alias or by any id the provider
+    uses for it, or None when neither knows it."""
+    for alias in _ALIASES_BY_MODEL.get(model, []):
+        if alias.provider == provider:
+            fixed = flat_price(Decimal(alias.price[0]), Decimal(alias.price[1])) if alias.price else None
+            info = None if fixed else _genai_model(provider, alias.upstream)
+            return _offer_from_genai(provider, model, alias.upstream, info, fixed)
+    for alias in ALIASES:  # a host's own id for an aliased model
+        if alias.provider == provider and alias.upstream == model:
+            return resolve(provider, alias.model)
+    info = _genai_model(provider, model)
+    if info is None:
+        return None
+    return _offer_from_genai(provider, model, model, info, None)
+
+
+@lru_cache(maxsize=4096)
+def offers_of(model: str) -> tuple[Offer, ...]:
+    """Every provider's offer of a bare model id, cheapest first (input + output price, then
+    provider id for a stable order). An id our catalog aliases goes only to its hosts."""
+    if model in _ALIASES_BY_MODEL:
+        found = [resolve(a.provider, model) for a in _ALIASES_BY_MODEL[model]]
+    else:
+        found = [resolve(provider, model) for provider in GENAI_PROVIDERS]
+    offers = [o for o in found if o is not None and o.priced]
+    return tuple(sorted(offers, key=lambda o: (o.input_price + o.output_price, o.provider)))
+
+
+def unknown_offer(provider: str, model: str) -> Offer:
+    """A pinned model neither the catalog nor genai-prices knows: passed through unpriced."""
+    return Offer(provider, model, model, None, 0, DEFAULT_MAX_OUTPUT, ids=frozenset({model}))
+
+
+def custom_offer(name: str, model: str, price: tuple[Decimal, Decimal] | None = None) -> Offer:
+    """A model of an organization's custom provider, priced when its provider key declares
+    (input, output) USD per 1M tokens for it, else unpriced (the organization pays its own
+    provider, and the request is logged at 0)."""
+    return Offer("custom", model, model, flat_price(*price) if price else None, 0, DEFAULT_MAX_OUTPUT,
+                 custom_name=name, ids=frozenset({model}))
+
+
+# The models /v1/models lists for each provider: the database's, less what is not a chat model.
+_NOT_CHAT = re.compile(
+    r"(embed|tts|transcribe|whisper|realtime|image|ocr|live|orpheus|guard|audio|search|computer-use|"
+    r"moderation|dall-e|sora|^ft:|davinci|babbage|^ada|^curie|:free|:extended|\.ft-)",
+    re.IGNORECASE,
+)
+
+
+@cache
+def model_ids() -> tuple[str, ...]:
+    """Every model id the catalog lists (bare), sorted: what /v1/models starts from."""
+    return tuple(sorted({o.model for provider in GENAI_PROVIDERS for o in listed(provider)}))
+
+
+@cache
+def listed(provider: str) -> tuple[Offer, ...]:
+    """The chat models the catalog lists for one of our providers: its aliases and the price
+    database's current models (deprecated ones left out)."""
+    offers = {a.model: resolve(provider, a.model) for a in ALIASES if a.provider == provider}
+    genai_id = GENAI_PROVIDERS.get(provider)
+    if genai_id is not None:
+        for info in data_snapshot.get_snapshot().find_provider(None, genai_id, None).models:
+            if info.deprecated or _NOT_CHAT.search(info.id):
+                continue
+            if provider == "google-ai-studio" and not _GOOGLE_AI_STUDIO_MODEL.match(info.id):
+                continue
+            offers.setdefault(info.id, resolve(provider, info.id))
+    return tuple(o for o in offers.values() if o is not None and o.priced)

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 import aiohttp
@@ -24,7 +25,19 @@ from gateway import http, routing, usagelog
 from gateway.allow import key_refusal
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
-from gateway.pricing import ZERO_COST, Cost, cost_of, to_nanos, worst_case
+from gateway.pricing import (
+    MIN_OUTPUT,
+    ZERO_COST,
+    Bound,
+    Cost,
+    cost_of,
+    fitting_output,
+    from_nanos,
+    prompt_cache_savings,
+    requested_output,
+    to_nanos,
+    worst_case,
+)
 from gateway.record import UsageRecord
 from gateway.snapshot import KeySnapshot
 from gateway.store import INSUFFICIENT_CREDITS, OK, Account, MemoryStore, RedisStore, get_store
@@ -68,6 +81,9 @@ class Exchange:
     cached_entry: dict[str, Any] | None = None  # the stored answer a hit replayed
     stream_events: list[str] | None = None  # what a cacheable stream sent, to store at its end
     stream_bytes: int = 0
+    max_tokens_sent: int | None = None
+    saved: Decimal = Decimal(0)  # USD the provider's prompt cache saved (cached reads below the input price)
+    user: str = ""  # the request's `user`  # the output cap the gateway lowered the request to
     finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
     hold: str = field(default_factory=lambda: random_string(16))  # names its reservation in the store
     reservation: "Reservation | None" = None
@@ -104,7 +120,7 @@ class Exchange:
             streamed=self.stream,
             cached=self.cached_entry is not None,
             cache_status=self.cache_status,
-            saved_cost=self.cached_entry["cost"] if self.cached_entry else "0",
+            saved_cost=self.cached_entry["cost"] if self.cached_entry else str(self.saved),
             prompt_tokens=self.usage.prompt_tokens,
             completion_tokens=self.usage.completion_tokens,
             total_tokens=self.usage.total_tokens,
@@ -119,6 +135,11 @@ class Exchange:
             has_error=self.status >= 400,
             error_message=storable(self.error, 2000),
             canceled=self.canceled,
+            cached_tokens=self.usage.cached_tokens,
+            cache_write_tokens=self.usage.cache_write_tokens,
+            reasoning_tokens=self.usage.reasoning_tokens,
+            priced=c is None or self.cached_entry is not None or c.offer.priced,
+            user=storable(self.user, 256),
         )
 
 
@@ -156,8 +177,10 @@ def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
     )
 
 
-def _worst(candidates: list[routing.Candidate], body: dict[str, Any], size: int) -> int:
-    return max(to_nanos(worst_case(c.offer, body, size, paid_with_credits=c.paid_with_credits).total) for c in candidates)
+def _worst(candidates: list[routing.Candidate], body: dict[str, Any], size: int, output: int | None = None) -> Bound:
+    """The highest worst case among the candidates (any of them may end up serving)."""
+    bounds = [worst_case(c.offer, body, size, paid_with_credits=c.paid_with_credits, output_tokens=output) for c in candidates]
+    return max(bounds, key=lambda b: b.cost.nanos)
 
 
 async def reserve(
@@ -165,32 +188,79 @@ async def reserve(
 ) -> list[routing.Candidate]:
     """Reserves the worst case of the request against the key's limit and, when credits may
     pay, the organization's credits (the reservation goes on the exchange). Without credits
-    enough, the organization's own keys may still serve the request. Returns the candidates
-    the reservation covers. Raises StaleSnapshot when the configuration moved on."""
+    enough, the organization's own keys may still serve the request. A request without its own
+    output cap that does not fit is tried again with the most output that fits (at least
+    MIN_OUTPUT tokens; sent upstream as its max_tokens). Returns the candidates the
+    reservation covers. Raises StaleSnapshot when the configuration moved on, GatewayError
+    402/401 when the request does not fit (pricing.worst_case and the refusal say why)."""
     snapshot = exchange.snapshot
     account = _account(snapshot, any(c.paid_with_credits for c in candidates))
-    amount = _worst(candidates, body, size)
-    outcome, held = await _reserve(exchange, account, amount)
-    if outcome == INSUFFICIENT_CREDITS:
+    bound = _worst(candidates, body, size)
+    admission = await _reserve(exchange, account, bound.cost.nanos)
+    if admission.outcome == INSUFFICIENT_CREDITS:
         own = [c for c in candidates if not c.paid_with_credits]
-        if not own:
-            raise GatewayError(
-                402, "The organization's credits do not cover this request. Add credits or a provider key.",
-                "insufficient_credits",
-            )
-        candidates, account = own, _account(snapshot, False)
-        amount = _worst(own, body, size)
-        outcome, held = await _reserve(exchange, account, amount)
-    if outcome != OK:
-        raise GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
-    exchange.reservation = Reservation(account, held)
-    if held:
+        if own:
+            candidates, account = own, _account(snapshot, False)
+            bound = _worst(own, body, size)
+            admission = await _reserve(exchange, account, bound.cost.nanos)
+    if admission.outcome != OK and requested_output(body) is None:
+        fit = _fitting(candidates, body, size, admission.remaining)
+        if fit >= MIN_OUTPUT:
+            lowered = _worst(candidates, body, size, fit)
+            retried = await _reserve(exchange, account, lowered.cost.nanos)
+            if retried.outcome == OK:
+                exchange.max_tokens_sent = fit
+                bound = lowered
+            admission = retried
+    if admission.outcome != OK:
+        raise _refusal(admission, candidates, body, size, bound)
+    exchange.reservation = Reservation(account, bound.cost.nanos if admission.held else 0)
+    if admission.held:
         ACTIVE_HOLDS.add(exchange.hold)
     return candidates
 
 
-async def _reserve(exchange: Exchange, account: Account, amount: int) -> tuple[int, int]:
-    """(outcome, the amount held). Limits fail closed: when the store cannot be asked,
+def _fitting(candidates: list[routing.Candidate], body: dict[str, Any], size: int, budget: int) -> int:
+    """The most output tokens per choice that every candidate's worst case fits in `budget`."""
+    unasked = {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
+    return min(fitting_output(c.offer, unasked, size, max(budget, 0), paid_with_credits=c.paid_with_credits)
+               for c in candidates)
+
+
+def _refusal(admission: "Admitted", candidates: list[routing.Candidate], body: dict[str, Any], size: int,
+             bound: Bound) -> GatewayError:
+    """Why the request does not fit: its worst case, what remains, and the max_tokens that
+    would fit. `usage_limit_reached` only when the key has nothing left."""
+    left = max(admission.remaining, 0)
+    fit = _fitting(candidates, body, size, left)
+    worst = (f"This request could cost up to ${from_nanos(bound.cost.nanos)} ({bound.prompt_tokens} prompt tokens and "
+             f"{bound.choices} × {bound.output_tokens} output tokens at most)")
+    advice = (f"Set max_tokens to {fit} or less to fit." if fit >= MIN_OUTPUT
+              else f"Not even {MIN_OUTPUT} output tokens fit: shorten the prompt")
+    if admission.outcome == INSUFFICIENT_CREDITS:
+        return GatewayError(
+            402, f"{worst}; the organization's credits have ${from_nanos(left)} left. {advice}"
+            f"{'' if fit >= MIN_OUTPUT else ', or add credits or a provider key.'}", "insufficient_credits")
+    if left <= 0:
+        return GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
+    return GatewayError(
+        402, f"{worst}; this API key has ${from_nanos(left)} left of its usage limit. {advice}"
+        f"{'' if fit >= MIN_OUTPUT else ', or raise the key usage limit.'}", "usage_limit_insufficient",
+        param="max_tokens")
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A reservation's outcome, what the refusing limit had left (nano-dollars), and whether
+    the store holds something for the request."""
+
+    outcome: int
+    remaining: int
+    held: bool
+
+
+async def _reserve(exchange: Exchange, account: Account, amount: int) -> "Admitted":
+    """The store's answer, and whether a hold was made. Limits fail closed: when the store cannot be asked,
     nothing is spent. A request that neither a key limit nor credits cover has nothing to
     enforce, so it goes on holding nothing: the store being away must not stop it (its cost
     is still settled, later if need be, and logged)."""
@@ -200,7 +270,7 @@ async def _reserve(exchange: Exchange, account: Account, amount: int) -> tuple[i
     except Exception:
         if account.key_limit is None and account.org_credited is None:
             log.warning("spend store unavailable; serving a request no limit applies to", exc_info=True)
-            return OK, 0
+            return Admitted(OK, 0, held=False)
         log.warning("spend store unavailable; refusing the request", exc_info=True)
         raise GatewayError(
             503, "The gateway cannot check spend limits right now; nothing was spent. Try again shortly.",
@@ -210,7 +280,7 @@ async def _reserve(exchange: Exchange, account: Account, amount: int) -> tuple[i
         if admission.outcome == OK:  # give the hold back before deciding again
             await asyncio.shield(_settle(store, account, exchange.hold, amount, 0, 0, None))
         raise StaleSnapshot()
-    return admission.outcome, amount
+    return Admitted(admission.outcome, admission.remaining, held=admission.outcome == OK and amount > 0)
 
 
 async def conclude(exchange: Exchange) -> None:
@@ -240,8 +310,9 @@ async def _settle(store: RedisStore | MemoryStore, account: Account, hold: str, 
 
 def _price(exchange: Exchange) -> None:
     c = exchange.candidate
-    if c is not None:
+    if c is not None and exchange.cached_entry is None:
         exchange.cost = cost_of(c.offer, exchange.usage, paid_with_credits=c.paid_with_credits)
+        exchange.saved = prompt_cache_savings(c.offer, exchange.usage)
 
 
 # --- upstream ------------------------------------------------------------------------------------
@@ -257,7 +328,7 @@ async def _open(
         exchange.candidate = candidate
         wire = for_format(candidate.wire_format)
         call = wire.build_call(
-            body=body, upstream_model=candidate.offer.upstream_model, base_url=candidate.base_url,
+            body=_capped(body, candidate, exchange.max_tokens_sent), upstream_model=candidate.offer.upstream_model, base_url=candidate.base_url,
             token=candidate.token, stream=exchange.stream,
         )
         try:
@@ -270,6 +341,16 @@ async def _open(
     raise failure.error
 
 
+def _capped(body: dict[str, Any], candidate: routing.Candidate, max_tokens: int | None) -> dict[str, Any]:
+    """The body with the output cap the gateway lowered it to: OpenAI's reasoning models take
+    only `max_completion_tokens`, other OpenAI-compatible hosts `max_tokens` (the translating
+    formats read either)."""
+    if max_tokens is None:
+        return body
+    name = "max_completion_tokens" if candidate.offer.provider == "openai" else "max_tokens"
+    return {**body, name: max_tokens}
+
+
 def _response_headers(exchange: Exchange) -> dict[str, str]:
     headers = {"x-request-id": exchange.request_id}
     provider = exchange.served_by()[0]
@@ -277,6 +358,10 @@ def _response_headers(exchange: Exchange) -> dict[str, str]:
         headers["x-gateway-provider"] = provider
     if exchange.cache_status:
         headers["x-gateway-cache"] = "HIT" if exchange.cache_status == "hit" else "MISS"
+    if exchange.max_tokens_sent is not None:
+        headers["x-gateway-max-tokens"] = str(exchange.max_tokens_sent)
+    if exchange.concluded and not exchange.stream:
+        headers["x-gateway-cost"] = str(exchange.cost.total)
     return headers
 
 
@@ -293,6 +378,9 @@ async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.C
         raise GatewayError(502, f"The provider's answer could not be read: {e}", "upstream_error") from None
     exchange.usage, exchange.finish_reason = _or_estimate(usage, exchange, out), reason or ""
     exchange.first_byte_at = time.monotonic()
+    _price(exchange)
+    if isinstance(out.get("usage"), dict):  # what this request was billed, USD
+        out["usage"]["cost"] = float(exchange.cost.total)
     payload = orjson.dumps(out)
     await conclude(exchange)  # recorded before the answer goes out
     # Marked before the last send: once it is out, the server reports the client gone.
@@ -433,7 +521,7 @@ async def _store(exchange: Exchange, content: dict[str, Any]) -> None:
     provider, model, mode = exchange.served_by()
     entry = {
         **content, "provider": provider, "model": model, "mode": mode, "cost": str(exchange.cost.total),
-        "usage": [exchange.usage.prompt_tokens, exchange.usage.completion_tokens],
+        "usage": list(astuple(exchange.usage)),
         "finish_reason": exchange.finish_reason,
     }
     try:
@@ -478,6 +566,7 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
     body = _parse(raw)
     exchange.requested_model = body["model"]
     exchange.stream = bool(body.get("stream"))
+    exchange.user = body["user"] if isinstance(body.get("user"), str) else ""
     exchange.prompt_estimate = len(raw) // 4
     if exchange.stream and on_stream is not None:
         on_stream()

@@ -5,14 +5,17 @@ OR'd (any of them may allow), allow rules of different types AND'd (each type mu
 
 Pricing rules: an allow rule admits offers within its limits (`pricingType` free/paid, and
 input/output prices at most `maxInputPrice` / `maxOutputPrice`); a deny rule refuses
-offers of its `pricingType` or priced above its maxima.
+offers of its `pricingType` or priced above its maxima. A model whose price the gateway does
+not know (pinned, outside the catalog) is within no allow rule's limits and refused by any deny rule with a maximum.
+
+Model rules name a model by any id its provider uses (gateway/catalog.py resolves them).
 """
 
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gateway.catalog import Offer
+from gateway.catalog import Offer, resolve
 
 RULE_LABELS = {
     "allow_models": "Allow only these models",
@@ -36,16 +39,34 @@ def _provider_names(offer: Offer) -> set[str]:
     return {offer.provider, offer.custom_name} - {""}
 
 
-def _model_names(offer: Offer) -> set[str]:
+def _names_model(offer: Offer, ref: str) -> bool:
+    """Whether a rule's model id names this offer's model, under any id its provider uses
+    (`claude-sonnet-4-20250514` names `claude-sonnet-4-0`), pinned or bare."""
     provider = offer.custom_name or offer.provider
-    return {offer.model, f"{provider}/{offer.model}"}
+    prefix, slash, rest = ref.partition("/")
+    if slash and prefix == provider:
+        ref = rest
+    if ref in offer.ids or ref == offer.model:
+        return True
+    if offer.custom_name or not offer.priced:
+        return False
+    other = resolve(offer.provider, ref)
+    return other is not None and bool(other.ids & offer.ids)
 
 
 def _pricing_type(offer: Offer) -> str:
-    return "free" if offer.is_free else "paid"
+    # A custom provider's model without declared prices costs nothing through the gateway.
+    return "free" if offer.is_free or (offer.custom_name and not offer.priced) else "paid"
+
+
+def _unknown(offer: Offer) -> bool:
+    """A catalog model whose price the gateway does not know (a pinned model it passes through)."""
+    return not offer.priced and not offer.custom_name
 
 
 def _within(offer: Offer, value: dict[str, Any]) -> bool:
+    if _unknown(offer):  # an unknown price is within no limit
+        return False
     if "pricingType" in value and value["pricingType"] != _pricing_type(offer):
         return False
     if "maxInputPrice" in value and offer.input_price > Decimal(value["maxInputPrice"]):
@@ -56,6 +77,8 @@ def _within(offer: Offer, value: dict[str, Any]) -> bool:
 
 
 def _denies(offer: Offer, value: dict[str, Any]) -> bool:
+    if _unknown(offer) and ("maxInputPrice" in value or "maxOutputPrice" in value):
+        return True
     if "pricingType" in value and value["pricingType"] == _pricing_type(offer):
         return True
     if "maxInputPrice" in value and offer.input_price > Decimal(value["maxInputPrice"]):
@@ -66,7 +89,7 @@ def _denies(offer: Offer, value: dict[str, Any]) -> bool:
 def _matches(rule: Rule, offer: Offer) -> bool:
     kind = rule.rule_type.split("_", 1)[1]
     if kind == "models":
-        return bool(_model_names(offer) & set(rule.value.get("models", ())))
+        return any(_names_model(offer, ref) for ref in rule.value.get("models", ()))
     if kind == "providers":
         return bool(_provider_names(offer) & set(rule.value.get("providers", ())))
     return _denies(offer, rule.value) if rule.rule_type.startswith("deny") else _within(offer, rule.value)

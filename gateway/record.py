@@ -45,6 +45,12 @@ class UsageRecord:
     has_error: bool = False
     error_message: str = ""
     canceled: bool = False
+    cached_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens: written to it
+    reasoning_tokens: int = 0  # of completion_tokens
+    priced: bool = True  # False: the model's price is unknown and the request cost 0
+    endpoint: str = "chat.completions"  # chat.completions | messages | responses | embeddings
+    user: str = ""  # the request's `user` (the client's end-user id)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UsageRecord":

@@ -37,14 +37,15 @@ class Candidate:
 
 
 def offers_for(snapshot: KeySnapshot, model: str) -> list[catalog.Offer]:
-    """`provider/model` pins a provider, `<custom name>/model` names a custom one, a bare id
-    takes every provider of the model."""
+    """`provider/model` pins a provider (a model the catalog does not know passes through
+    unpriced), `<custom name>/model` names a custom one, a bare id takes every provider of the
+    model."""
     prefix, slash, rest = model.partition("/")
     if slash and prefix in PROVIDERS and prefix != "custom":
-        return [o for o in catalog.BY_MODEL.get(rest, []) if o.provider == prefix]
+        return [catalog.resolve(prefix, rest) or catalog.unknown_offer(prefix, rest)] if rest else []
     if slash and prefix in snapshot.custom_keys:
-        return [catalog.custom_offer(prefix, rest)] if rest else []
-    return list(catalog.BY_MODEL.get(model, []))
+        return [catalog.custom_offer(prefix, rest, snapshot.custom_keys[prefix].prices.get(rest))] if rest else []
+    return list(catalog.offers_of(model))
 
 
 def _payment(snapshot: KeySnapshot, offer: catalog.Offer) -> Candidate | None:
@@ -59,7 +60,7 @@ def _payment(snapshot: KeySnapshot, offer: catalog.Offer) -> Candidate | None:
         base_url = own.base_url or settings.PROVIDER_BASE_URLS[offer.provider]
         return Candidate(offer, own.token, base_url, paid_with_credits=False, org_url=bool(own.base_url))
     gateway_key = settings.PROVIDER_API_KEYS.get(offer.provider)
-    if gateway_key and snapshot.mode != "api-keys":
+    if gateway_key and snapshot.mode != "api-keys" and offer.priced:  # credits pay only a known price
         return Candidate(offer, gateway_key, settings.PROVIDER_BASE_URLS[offer.provider], paid_with_credits=True)
     return None
 
@@ -71,9 +72,15 @@ def _effective_price(candidate: Candidate) -> Decimal:
 
 def candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
     """The providers to try in order (at most 1 + UPSTREAM_MAX_RETRIES), or the reason none can."""
+    return usable(snapshot, model)[: 1 + settings.UPSTREAM_MAX_RETRIES]
+
+
+def usable(snapshot: KeySnapshot, model: str) -> list[Candidate]:
+    """Every provider that may serve `model` for this key now, cheapest first; raises the
+    GatewayError saying why none can (404 unknown model, 403 IAM rules, 400 no key)."""
     offers = offers_for(snapshot, model)
     if not offers:
-        raise GatewayError(400, f"The model '{model}' does not exist or is not offered by this gateway.", "model_not_found", param="model")
+        raise _not_found(model)
     allowed = [o for o in offers if iam.allows(snapshot.rules, o)]
     if not allowed:
         raise GatewayError(403, f"This API key's IAM rules do not allow the model '{model}'.", "permission_denied", param="model")
@@ -81,10 +88,18 @@ def candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
     if not payable:
         raise _unpayable(snapshot, model, allowed)
     payable.sort(key=_effective_price)
-    return payable[: 1 + settings.UPSTREAM_MAX_RETRIES]
+    return payable
+
+
+def _not_found(model: str) -> GatewayError:
+    """OpenAI's answer for a model it does not have."""
+    return GatewayError(404, f"The model '{model}' does not exist or you do not have access to it.", "model_not_found",
+                        param="model")
 
 
 def _unpayable(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> GatewayError:
+    if not any(o.priced for o in offers) and snapshot.mode != "api-keys":
+        return _not_found(model)  # credits never pay for an unknown price
     providers = ", ".join(sorted({o.custom_name or o.provider for o in offers}))
     if snapshot.mode == "api-keys" or any(o.custom_name for o in offers):
         return GatewayError(

@@ -19,6 +19,17 @@ class ProviderCreds:
     name: str
     token: str = field(repr=False)
     base_url: str
+    # A custom provider's declared prices: model id → (input, output) USD per 1M tokens.
+    prices: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+
+def _prices_of(stored: Any) -> dict[str, tuple[Decimal, Decimal]]:
+    """A provider key's stored prices ({"<model>": {"inputPrice": "0.5", "outputPrice": "1.5"}},
+    checked when written) as (input, output) Decimals of USD per 1M tokens."""
+    return {
+        model: (Decimal(entry["inputPrice"]), Decimal(entry["outputPrice"]))
+        for model, entry in (stored or {}).items()
+    }
 
 
 @dataclass(frozen=True)
@@ -62,13 +73,15 @@ def snapshot_of(
     rules), its Project (with `organization` loaded), its active IamRule rows and the
     organization's active ProviderKey rows, oldest first. Duck-typed so that this module
     needs no app: a provider key gives its secret through `plaintext_token()`, read only
-    `with_tokens` (choosing a provider does not need it). The first key of a built-in
-    provider serves it; custom providers go by name."""
+    `with_tokens` (choosing a provider does not need it), and a custom one its declared
+    prices through `prices`. The first key of a built-in provider serves it; custom providers
+    go by name."""
     org = project.organization
     own: dict[str, ProviderCreds] = {}
     custom: dict[str, ProviderCreds] = {}
     for pk in provider_keys:
-        creds = ProviderCreds(pk.provider, pk.name, pk.plaintext_token() if with_tokens else "", pk.base_url)
+        prices = _prices_of(pk.prices) if pk.provider == "custom" else {}
+        creds = ProviderCreds(pk.provider, pk.name, pk.plaintext_token() if with_tokens else "", pk.base_url, prices)
         if pk.provider == "custom":
             custom[pk.name] = creds
         else:

@@ -53,11 +53,13 @@ class Account:
 
 @dataclass(frozen=True)
 class Admission:
-    """A reservation's outcome (OK, USAGE_LIMIT or INSUFFICIENT_CREDITS) and the
-    organization's configuration version at that moment."""
+    """A reservation's outcome (OK, USAGE_LIMIT or INSUFFICIENT_CREDITS), the organization's
+    configuration version at that moment, and on a refusal what the refusing limit had left
+    (nano-dollars, after what others hold; may be negative)."""
 
     outcome: int
     config_version: int
+    remaining: int = 0
 
 
 RecordSink = Callable[[bytes], None]
@@ -79,12 +81,14 @@ class MemoryStore:
         # No await between check and update: atomic within the event loop.
         version = events.local_config_version(account.org_id)
         usage = self.usage.setdefault(account.key_id, account.key_usage)
-        if account.key_limit is not None and usage + self.reserved.get(account.key_id, 0) + amount > account.key_limit:
-            return Admission(USAGE_LIMIT, version)
+        used = usage + self.reserved.get(account.key_id, 0)
+        if account.key_limit is not None and used + amount > account.key_limit:
+            return Admission(USAGE_LIMIT, version, account.key_limit - used)
         if account.org_credited is not None:
             spent = self.spent.setdefault(account.org_id, account.org_spent)
-            if spent + self.credit_reserved.get(account.org_id, 0) + amount > account.org_credited:
-                return Admission(INSUFFICIENT_CREDITS, version)
+            spent += self.credit_reserved.get(account.org_id, 0)
+            if spent + amount > account.org_credited:
+                return Admission(INSUFFICIENT_CREDITS, version, account.org_credited - spent)
             self.credit_reserved[account.org_id] = self.credit_reserved.get(account.org_id, 0) + amount
         self.reserved[account.key_id] = self.reserved.get(account.key_id, 0) + amount
         self.holds[hold] = (amount, account.org_credited is not None)
@@ -143,7 +147,7 @@ _RESERVE = _EXPIRE + """
 -- KEYS: key usage, key reserved, org spent, org reserved, the hold, the holds set, org config version
 -- ARGV: amount, key limit (-1: none), key usage from the db, org credited (-1: no credits),
 --       org spent from the db, hold id, hold lifetime (ms), key id, org id
--- Returns {outcome, config version}.
+-- Returns {outcome, config version, what the refusing limit has left (0 when admitted)}.
 expire_holds(now)
 local version = tonumber(redis.call('GET', KEYS[7]) or '0')
 redis.call('SET', KEYS[1], ARGV[3], 'NX')
@@ -151,21 +155,21 @@ local amount = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 if limit >= 0 then
   local used = tonumber(redis.call('GET', KEYS[1])) + tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used + amount > limit then return {1, version} end
+  if used + amount > limit then return {1, version, limit - used} end
 end
 local credited = tonumber(ARGV[4])
 local credits = '0'
 if credited >= 0 then
   redis.call('SET', KEYS[3], ARGV[5], 'NX')
   local spent = tonumber(redis.call('GET', KEYS[3])) + tonumber(redis.call('GET', KEYS[4]) or '0')
-  if spent + amount > credited then return {2, version} end
+  if spent + amount > credited then return {2, version, credited - spent} end
   redis.call('INCRBY', KEYS[4], amount)
   credits = '1'
 end
 redis.call('INCRBY', KEYS[2], amount)
 redis.call('SET', KEYS[5], 'A|' .. ARGV[1] .. '|' .. credits .. '|' .. ARGV[8] .. '|' .. ARGV[9])
 redis.call('ZADD', KEYS[6], now + tonumber(ARGV[7]), ARGV[6])
-return {0, version}
+return {0, version, 0}
 """
 
 _SETTLE = _EXPIRE + """
@@ -283,7 +287,7 @@ class RedisStore:
         args: list[int | str] = [amount, limit, account.key_usage, credited, account.org_spent, hold,
                                  int(settings.GATEWAY_HOLD_SECONDS * 1000), account.key_id, account.org_id]
         try:
-            outcome, version = await self._pipeliner().run(_RESERVE, keys, args)
+            outcome, version, remaining = await self._pipeliner().run(_RESERVE, keys, args)
         except Exception:
             # Redis may have run the script and only its reply been lost: release the hold
             # once Redis answers again (a no-op if it never ran). It would expire anyway.
@@ -291,7 +295,7 @@ class RedisStore:
             raise
         if self._unsettled:
             await self._settle_backlog()
-        return Admission(int(outcome), int(version))
+        return Admission(int(outcome), int(version), int(remaining))
 
     def _settle_call(self, account: Account, hold: str, reserved: int, actual: int, credits_actual: int,
                      record: bytes) -> tuple[list[str], list[int | str]]:

@@ -12,9 +12,8 @@ from django.db import DatabaseError
 from core import events
 from core.hashing import sha256_hex
 from core.ids import random_string
-from gateway import chat, http, iam, usagelog
+from gateway import catalog, chat, http, routing, usagelog
 from gateway.allow import key_refusal
-from gateway.catalog import BY_MODEL
 from gateway.errors import GatewayError
 from gateway.keys import SnapshotCache
 from gateway.snapshot import KeySnapshot
@@ -48,30 +47,47 @@ def _check_access(snapshot: KeySnapshot | None) -> KeySnapshot:
     return snapshot
 
 
+def model_entry(snapshot: KeySnapshot, model: str) -> dict[str, Any] | None:
+    """One model in OpenAI's model shape, with the providers this key can use for it and their
+    prices (USD per 1M tokens), or None when the key cannot use it now."""
+    try:
+        usable = routing.usable(snapshot, model)
+    except GatewayError:
+        return None
+    return {
+        "id": model,
+        "object": "model",
+        "created": 0,
+        "owned_by": usable[0].provider,
+        "providers": [
+            {
+                "provider": c.provider,
+                "model": f"{c.provider}/{c.offer.model}",
+                "inputPrice": str(c.offer.input_price),
+                "outputPrice": str(c.offer.output_price),
+                **({"cachedInputPrice": str(c.offer.cached_input_price)} if c.offer.cached_input_price is not None else {}),
+                "contextLength": c.offer.context_length,
+            }
+            for c in usable
+        ],
+    }
+
+
 def models_list(snapshot: KeySnapshot) -> dict[str, Any]:
-    """The catalog in OpenAI's list format, as far as the key's IAM rules allow."""
-    data = []
-    for model, offers in BY_MODEL.items():
-        allowed = [o for o in offers if iam.allows(snapshot.rules, o)]
-        if not allowed:
-            continue
-        data.append({
-            "id": model,
-            "object": "model",
-            "created": 0,
-            "owned_by": allowed[0].provider,
-            "providers": [
-                {
-                    "provider": o.provider,
-                    "model": f"{o.provider}/{o.model}",
-                    "inputPrice": str(o.input_price),
-                    "outputPrice": str(o.output_price),
-                    "contextLength": o.context_length,
-                }
-                for o in allowed
-            ],
-        })
-    return {"object": "list", "data": data}
+    """The models this key can use now (its IAM rules, the project's mode, the organization's
+    provider keys, and its custom providers' models with declared prices), in OpenAI's list
+    format."""
+    ids = [*catalog.model_ids(), *(f"{name}/{model}" for name, creds in sorted(snapshot.custom_keys.items())
+                                    for model in sorted(creds.prices))]
+    return {"object": "list", "data": [e for e in (model_entry(snapshot, m) for m in ids) if e is not None]}
+
+
+def _one_model(snapshot: KeySnapshot, model: str) -> dict[str, Any]:
+    entry = model_entry(snapshot, model)
+    if entry is None:
+        raise GatewayError(404, f"The model '{model}' does not exist or you do not have access to it.",
+                           "model_not_found", param="model")
+    return entry
 
 
 class GatewayApp:
@@ -140,11 +156,13 @@ class GatewayApp:
                 if method != "POST":
                     raise GatewayError(405, "Use POST for /v1/chat/completions.", "method_not_allowed")
                 return await self.chat_completions(scope, receive, send, request_id)
-            if path == "/v1/models":
+            if path == "/v1/models" or path.startswith("/v1/models/"):
                 if method != "GET":
                     raise GatewayError(405, "Use GET for /v1/models.", "method_not_allowed")
                 snapshot = _check_access(await self._fresh(scope, await self._snapshot(scope)))
-                return await http.send_json(send, 200, models_list(snapshot), headers)
+                if path == "/v1/models":
+                    return await http.send_json(send, 200, models_list(snapshot), headers)
+                return await http.send_json(send, 200, _one_model(snapshot, path.removeprefix("/v1/models/")), headers)
             raise GatewayError(404, f"Unknown endpoint {scope['path']}.", "not_found")
         except GatewayError as e:
             await http.send_error(send, e, headers)

@@ -48,7 +48,13 @@ class UsageLog(models.Model):
     # Response cache: "hit", "miss", "skip" (x-no-cache) or "" when the project does not
     # cache; a hit costs nothing and saved what the original answer cost.
     cache_status = models.CharField(max_length=8, blank=True)
-    saved_cost = money_field()
+    saved_cost = money_field()  # a cache hit's original cost, or what the provider's prompt cache saved
+    cached_tokens = models.PositiveIntegerField(default=0)  # of prompt_tokens, read from the provider's prompt cache
+    cache_write_tokens = models.PositiveIntegerField(default=0)  # of prompt_tokens, written to it
+    reasoning_tokens = models.PositiveIntegerField(default=0)  # of completion_tokens
+    priced = models.BooleanField(default=True)  # False: the price was unknown, logged at 0
+    endpoint = models.CharField(max_length=32, default="chat.completions")
+    user = models.CharField(max_length=256, blank=True)  # the request's `user`
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -32,6 +32,12 @@ class UsageLogOut(serializers.Serializer):
     hasError = serializers.BooleanField(source="has_error")
     errorMessage = serializers.CharField(source="error_message")
     canceled = serializers.BooleanField()
+    endpoint = serializers.CharField(help_text="chat.completions | messages | responses | embeddings")
+    cachedTokens = serializers.IntegerField(source="cached_tokens", help_text="prompt tokens read from the provider's prompt cache")
+    cacheWriteTokens = serializers.IntegerField(source="cache_write_tokens", help_text="prompt tokens written to it")
+    reasoningTokens = serializers.IntegerField(source="reasoning_tokens", help_text="of completionTokens")
+    priced = serializers.BooleanField(help_text="false when the model's price is unknown and it was logged at 0")
+    user = serializers.CharField()
 
 
 class TransactionOut(serializers.Serializer):

@@ -94,7 +94,8 @@ def _insert_rows(records: list[UsageRecord]) -> None:
     if not records:
         return
     columns = [*_LOG_FIELDS, "created_at"]
-    sql = (f"INSERT INTO {UsageLog._meta.db_table} ({', '.join(columns)}) "
+    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)  # `user` is a reserved word
+    sql = (f"INSERT INTO {connection.ops.quote_name(UsageLog._meta.db_table)} ({quoted}) "
            f"VALUES ({', '.join(['%s'] * len(columns))})")
     rows = []
     for r in records:

@@ -2,8 +2,10 @@
 
 Requests: system and developer messages become the top-level `system`; the others become
 user/assistant turns of content blocks, with tool calls as `tool_use` blocks and tool answers
-as `tool_result` blocks inside a user turn. Answers and SSE events come back as OpenAI's
-`chat.completion` and `chat.completion.chunk`, with Anthropic's own token counts.
+as `tool_result` blocks inside a user turn. A `cache_control` the client put on a part, a
+message or a tool goes onto the block it became (Anthropic's prompt caching). Answers and SSE
+events come back as OpenAI's `chat.completion` and `chat.completion.chunk`, with Anthropic's
+own token counts.
 """
 
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from gateway.errors import GatewayError
 from gateway.tokens import Usage, clean_count
 from gateway.wire.base import StreamItem, StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 from gateway.wire.parts import (
@@ -32,6 +35,11 @@ from gateway.wire.parts import (
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out
+# Prompt caching (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
+MAX_CACHE_BREAKPOINTS = 4
+# One-hour cache writes cost twice the input price, more than the gateway reserves and bills
+# for a cache write (the 5-minute price): refused until the log tells the two apart.
+CACHE_TTLS = ("5m",)
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -67,20 +75,54 @@ def image_block(url: str) -> dict[str, Any] | None:
     return None  # Anthropic can read neither; better left out than a 400 for the whole request
 
 
-def content_blocks(content: Any) -> list[dict[str, Any]]:
-    """An OpenAI user/assistant content → Anthropic blocks. Empty texts are dropped:
-    Anthropic rejects empty text blocks."""
+def bad_request(param: str, message: str) -> GatewayError:
+    """The gateway's 400 naming the parameter, as gateway/validation.py words it."""
+    return GatewayError(400, f"Invalid '{param}': {message}", "invalid_request_error", param=param)
+
+
+def cache_control_of(holder: dict[str, Any], param: str) -> dict[str, Any] | None:
+    """The cache_control a client put on a part, a message or a tool, as Anthropic takes it
+    (only `type` and `ttl`), or None when there is none. Anything else is refused by name:
+    sent on, it would fail at Anthropic; dropped, the client would pay for a cache it asked
+    for and never got."""
+    value = holder.get("cache_control")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") != "ephemeral":
+        raise bad_request(f"{param}.cache_control", 'must be {"type": "ephemeral"}, optionally with a ttl of "5m"')
+    ttl = value.get("ttl")
+    if ttl is None:
+        return {"type": "ephemeral"}
+    if ttl not in CACHE_TTLS:
+        raise bad_request(f"{param}.cache_control.ttl", 'must be "5m": one-hour cache writes are not priced by this gateway yet')
+    return {"type": "ephemeral", "ttl": ttl}
+
+
+def mark(block: dict[str, Any], cache_control: dict[str, Any] | None, param: str, marks: list[str]) -> None:
+    """Puts a breakpoint on a block, noting where it came from (`marks`, to count them). A block
+    keeps the first one it gets: a part's own mark stands over its message's."""
+    if cache_control and "cache_control" not in block:
+        block["cache_control"] = cache_control
+        marks.append(f"{param}.cache_control")
+
+
+def content_blocks(content: Any, param: str, marks: list[str]) -> list[dict[str, Any]]:
+    """An OpenAI user/assistant content → Anthropic blocks, each with its part's cache_control.
+    Empty texts are dropped: Anthropic rejects empty text blocks."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     blocks = []
-    for part in _list(content):
-        kind = _dict(part).get("type")
-        if kind == "text" and isinstance(part.get("text"), str) and part["text"]:
-            blocks.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
+    for j, part in enumerate(_list(content)):
+        part = _dict(part)
+        cache_control = cache_control_of(part, f"{param}.content[{j}]")
+        block = None
+        if part.get("type") == "text" and isinstance(part.get("text"), str) and part["text"]:
+            block = {"type": "text", "text": part["text"]}
+        elif part.get("type") == "image_url":
             block = image_block(image_url_of(part))
-            if block:
-                blocks.append(block)
+        if block:
+            mark(block, cache_control, f"{param}.content[{j}]", marks)
+            blocks.append(block)
     return blocks
 
 
@@ -101,36 +143,95 @@ def tool_use_blocks(tool_calls: Any) -> list[dict[str, Any]]:
     return blocks
 
 
-def tool_result_block(message: dict[str, Any]) -> dict[str, Any]:
+def tool_result_block(message: dict[str, Any], param: str, marks: list[str]) -> dict[str, Any]:
+    """A tool answer; its content goes up as one text, so a breakpoint on any of its parts marks
+    the whole result."""
     block = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
     text = text_of(message.get("content"))
     if text:
         block["content"] = text
+    for j, part in enumerate(_list(message.get("content"))):
+        mark(block, cache_control_of(_dict(part), f"{param}.content[{j}]"), f"{param}.content[{j}]", marks)
     return block
 
 
-def turn_of(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
-    """One OpenAI message → (Anthropic role, blocks), or None when it is not a turn."""
+def turn_of(message: dict[str, Any], param: str, marks: list[str]) -> tuple[str, list[dict[str, Any]]] | None:
+    """One OpenAI message → (Anthropic role, blocks), or None when it is not a turn. A
+    cache_control on the message itself marks the last block it became."""
     role = message.get("role")
     if role == "user":
-        return "user", content_blocks(message.get("content"))
-    if role == "assistant":
-        return "assistant", content_blocks(message.get("content")) + tool_use_blocks(message.get("tool_calls"))
-    if role == "tool":
-        return "user", [tool_result_block(message)]  # Anthropic has no tool role
-    return None
+        turn = "user", content_blocks(message.get("content"), param, marks)
+    elif role == "assistant":
+        turn = "assistant", content_blocks(message.get("content"), param, marks) + tool_use_blocks(message.get("tool_calls"))
+    elif role == "tool":
+        turn = "user", [tool_result_block(message, param, marks)]  # Anthropic has no tool role
+    else:
+        return None
+    cache_control = cache_control_of(message, param)
+    if turn[1]:
+        mark(turn[1][-1], cache_control, param, marks)
+    return turn
 
 
-def translate_messages(messages: Any) -> tuple[str, list[dict[str, Any]]]:
-    """OpenAI messages → (system text, Anthropic turns). Same-role neighbours are merged,
-    since Anthropic wants turns to alternate (and all results of one tool round together)."""
-    system: list[str] = []
+# A text of the system prompt, with the breakpoint that ends at it and where that came from.
+Segment = tuple[str, dict[str, Any] | None, str]
+
+
+def system_segments(message: dict[str, Any], param: str) -> list[Segment]:
+    """A system/developer message's non-empty texts (images have no place in Anthropic's
+    system), each with its cache_control; the message's own marks its last text."""
+    content = message.get("content")
+    if isinstance(content, str):
+        segments: list[Segment] = [(content, None, param)] if content else []
+    else:
+        segments = []
+        for j, part in enumerate(_list(content)):
+            part = _dict(part)
+            cache_control = cache_control_of(part, f"{param}.content[{j}]")
+            if part.get("type") == "text" and isinstance(part.get("text"), str) and part["text"]:
+                segments.append((part["text"], cache_control, f"{param}.content[{j}]"))
+    cache_control = cache_control_of(message, param)
+    if segments and cache_control and segments[-1][1] is None:
+        segments[-1] = (segments[-1][0], cache_control, param)
+    return segments
+
+
+def system_of(messages: list[list[Segment]], marks: list[str]) -> str | list[dict[str, Any]]:
+    """The top-level system: the texts joined as one string (a line break between the parts of
+    a message, a blank line between messages), or, when some carry a breakpoint, that same text
+    cut into text blocks that each end at one. Claude reads the same prompt either way."""
+    blocks: list[dict[str, Any]] = []
+    text = ""
+    for segments in filter(None, messages):
+        for k, (segment, cache_control, param) in enumerate(segments):
+            text += ("\n" if k else "\n\n" if text or blocks else "") + segment
+            if cache_control:
+                block = {"type": "text", "text": text}
+                mark(block, cache_control, param, marks)
+                blocks.append(block)
+                text = ""
+    if not blocks:
+        return text
+    if text:
+        blocks.append({"type": "text", "text": text})
+    return blocks
+
+
+def translate_messages(
+    messages: Any, system_marks: list[str], marks: list[str]
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """OpenAI messages → (system, Anthropic turns), noting the breakpoints placed in each.
+    Same-role neighbours are merged, since Anthropic wants turns to alternate (and all results
+    of one tool round together)."""
+    system: list[list[Segment]] = []
     turns: list[dict[str, Any]] = []
-    for message in filter(lambda m: isinstance(m, dict), _list(messages)):
-        if message.get("role") in ("system", "developer"):
-            system.append(text_of(message.get("content")))
+    for i, message in enumerate(_list(messages)):
+        if not isinstance(message, dict):
             continue
-        turn = turn_of(message)
+        if message.get("role") in ("system", "developer"):
+            system.append(system_segments(message, f"messages[{i}]"))
+            continue
+        turn = turn_of(message, f"messages[{i}]", marks)
         if not turn or not turn[1]:
             continue
         role, blocks = turn
@@ -138,12 +239,13 @@ def translate_messages(messages: Any) -> tuple[str, list[dict[str, Any]]]:
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
-    return "\n\n".join(t for t in system if t), turns
+    return system_of(system, system_marks), turns
 
 
-def translate_tools(tools: Any) -> list[dict[str, Any]]:
+def translate_tools(tools: Any, marks: list[str]) -> list[dict[str, Any]]:
     translated = []
-    for tool in map(_dict, _list(tools)):
+    for k, tool in enumerate(_list(tools)):
+        tool = _dict(tool)
         function = _dict(tool.get("function"))
         if tool.get("type", "function") != "function" or not function.get("name"):
             continue
@@ -151,8 +253,20 @@ def translate_tools(tools: Any) -> list[dict[str, Any]]:
         if function.get("description"):
             item["description"] = function["description"]
         item["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+        mark(item, cache_control_of(tool, f"tools[{k}]"), f"tools[{k}]", marks)
         translated.append(item)
     return translated
+
+
+def check_breakpoints(marks: list[str]) -> None:
+    """Anthropic refuses more than MAX_CACHE_BREAKPOINTS; so does the gateway, before anything
+    is sent, naming the first one too many (`marks` in Anthropic's order: tools, system,
+    messages)."""
+    if len(marks) > MAX_CACHE_BREAKPOINTS:
+        raise bad_request(
+            marks[MAX_CACHE_BREAKPOINTS],
+            f"Anthropic takes at most {MAX_CACHE_BREAKPOINTS} cache_control breakpoints in a request; this one has {len(marks)}",
+        )
 
 
 def translate_tool_choice(choice: Any, parallel_tool_calls: Any) -> dict[str, Any] | None:
@@ -184,7 +298,14 @@ def max_tokens_of(body: dict[str, Any]) -> int:
 
 
 def translate_request(body: dict[str, Any], upstream_model: str, stream: bool) -> dict[str, Any]:
-    system, turns = translate_messages(body.get("messages"))
+    """The Messages API request for an OpenAI chat completion request. Raises GatewayError
+    (400) for a cache_control Anthropic would refuse."""
+    tool_marks: list[str] = []
+    system_marks: list[str] = []
+    message_marks: list[str] = []
+    system, turns = translate_messages(body.get("messages"), system_marks, message_marks)
+    tools = translate_tools(body.get("tools"), tool_marks)
+    check_breakpoints(tool_marks + system_marks + message_marks)
     payload: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens_of(body), "messages": turns}
     if system:
         payload["system"] = system
@@ -194,7 +315,7 @@ def translate_request(body: dict[str, Any], upstream_model: str, stream: bool) -
         payload["top_p"] = body["top_p"]
     if stops := stop_sequences(body.get("stop")):
         payload["stop_sequences"] = stops
-    if tools := translate_tools(body.get("tools")):
+    if tools:
         payload["tools"] = tools
         # Anthropic refuses a tool_choice without tools, so it only goes up with them.
         if choice := translate_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls")):

@@ -66,7 +66,7 @@ def test_an_unknown_model_and_a_missing_provider_key_say_what_to_do(owner, proje
     project.save()
 
     assert _check(owner, api_key, "no-such-model")["reasons"] == [
-        "The model 'no-such-model' does not exist or is not offered by this gateway."
+        "The model 'no-such-model' does not exist or you do not have access to it."
     ]
     assert "No provider key for openai in this organization" in _check(owner, api_key, "gpt-4o-mini")["reasons"][0]
 

@@ -3,17 +3,20 @@ provider, kept off private networks, and re-encrypted when ENCRYPTION_KEYS rotat
 
 import json
 import threading
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography.fernet import Fernet
+from django.contrib.admin.utils import quote
 from django.core.exceptions import ImproperlyConfigured
 
 from apikeys import crypto
 from apikeys import services as key_services
 from apikeys.models import ProviderKey
+from gateway.snapshot import snapshot_of
 
-FIELDS = {"id", "organizationId", "provider", "name", "baseUrl", "maskedToken", "status", "createdAt", "updatedAt"}
+FIELDS = {"id", "organizationId", "provider", "name", "baseUrl", "prices", "maskedToken", "status", "createdAt", "updatedAt"}
 TOKEN = "sk-proj-Q7hV2mX9pL4sK8dR1tY6wZ3nB5cF0gJ"
 
 
@@ -45,6 +48,7 @@ def test_it_creates_a_provider_key_with_the_contract_fields_and_no_token(owner, 
     assert key["provider"] == "openai"
     assert key["name"] == "main"
     assert key["baseUrl"] is None
+    assert key["prices"] == {}
     assert key["status"] == "active"
     assert not _leaks(response.content.decode(), TOKEN)
 
@@ -201,6 +205,165 @@ def test_outsiders_see_another_organizations_provider_key_as_missing(outsider, o
     assert outsider.api.delete(f"/api/v1/provider-keys/{key_id}").status_code == 404
     assert _create(outsider, org).status_code == 404
     assert outsider.api.get("/api/v1/provider-keys").json()["providerKeys"] == []
+
+
+# --- prices of a custom provider -----------------------------------------------------------------
+
+CUSTOM = {"provider": "custom", "name": "local-llm", "baseUrl": "http://127.0.0.1:9/v1"}
+PRICES = {"llama-3-70b": {"inputPrice": "0.50", "outputPrice": 1.5}, "qwen/qwen-2.5": {"inputPrice": 0, "outputPrice": "0.000000001"}}
+
+
+@pytest.fixture
+def custom_key(owner, org, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    response = _create(owner, org, **CUSTOM, prices=PRICES)
+    assert response.status_code == 201, response.json()
+    return response.json()["providerKey"]
+
+
+def test_a_custom_provider_key_is_created_with_its_prices_as_decimal_strings(custom_key):
+    assert custom_key["prices"] == {
+        "llama-3-70b": {"inputPrice": "0.5", "outputPrice": "1.5"},
+        "qwen/qwen-2.5": {"inputPrice": "0", "outputPrice": "0.000000001"},
+    }
+    stored = ProviderKey.objects.get(pk=custom_key["id"]).prices
+    assert stored == custom_key["prices"]
+
+
+def test_a_custom_provider_key_without_prices_has_none(owner, org, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    response = _create(owner, org, **CUSTOM)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["providerKey"]["prices"] == {}
+
+
+def test_patching_prices_replaces_them_all_and_an_empty_object_removes_them(owner, custom_key):
+    url = f"/api/v1/provider-keys/{custom_key['id']}"
+
+    replaced = owner.api.patch(url, {"prices": {"mistral-7b": {"inputPrice": "0.1", "outputPrice": "0.2"}}})
+    untouched = owner.api.patch(url, {"name": "renamed"})
+
+    assert replaced.status_code == 200, replaced.json()
+    assert replaced.json()["providerKey"]["prices"] == {"mistral-7b": {"inputPrice": "0.1", "outputPrice": "0.2"}}
+    assert untouched.json()["providerKey"]["prices"] == {"mistral-7b": {"inputPrice": "0.1", "outputPrice": "0.2"}}
+    removed = owner.api.patch(url, {"prices": {}})
+    assert removed.json()["providerKey"]["prices"] == {}
+    assert owner.api.get(url).json()["providerKey"]["prices"] == {}
+
+
+@pytest.mark.parametrize(
+    "prices, field",
+    [
+        (["gpt"], "prices"),
+        ("0.5", "prices"),
+        (None, "prices"),
+        ({f"m{i}": {"inputPrice": "1", "outputPrice": "1"} for i in range(501)}, "prices"),
+        ({"": {"inputPrice": "1", "outputPrice": "1"}}, "prices"),
+        ({"   ": {"inputPrice": "1", "outputPrice": "1"}}, "prices"),
+        ({"m" * 201: {"inputPrice": "1", "outputPrice": "1"}}, "prices"),
+        ({"bad\nmodel": {"inputPrice": "1", "outputPrice": "1"}}, "prices"),
+        ({"m": "0.5"}, "prices.m"),
+        ({"m": ["0.5", "1.5"]}, "prices.m"),
+        ({"m": {"inputPrice": "1", "outputPrice": "1", "cachedPrice": "1"}}, "prices.m"),
+        ({"m": {"outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": "1"}}, "prices.m.outputPrice"),
+        ({"m": {"inputPrice": "-1", "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": -0.5, "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": "1", "outputPrice": "10000.000000001"}}, "prices.m.outputPrice"),
+        ({"m": {"inputPrice": "1", "outputPrice": 10001}}, "prices.m.outputPrice"),
+        ({"m": {"inputPrice": "0.0000000001", "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": 1e-10, "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": "abc", "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": "1e3", "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": " 1", "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": "", "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": None, "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": True, "outputPrice": "1"}}, "prices.m.inputPrice"),
+        ({"m": {"inputPrice": "1", "outputPrice": {"usd": 1}}}, "prices.m.outputPrice"),
+        ({"gpt-4.1": {"inputPrice": "NaN", "outputPrice": "1"}}, "prices.gpt-4.1.inputPrice"),
+    ],
+    ids=["list", "string", "null", "501_models", "empty_model", "blank_model", "long_model", "control_char_model",
+         "entry_string", "entry_list", "extra_key", "no_input", "no_output", "negative_string", "negative_number",
+         "too_many_places_above_max", "above_max", "ten_places", "ten_places_number", "not_a_number", "exponent_string",
+         "padded_string", "empty_string", "null_price", "boolean", "object_price", "nan_dotted_model"],
+)
+def test_malformed_prices_are_a_400_naming_the_field(owner, org, custom_key, prices, field):
+    created = _create(owner, org, **{**CUSTOM, "name": "other"}, prices=prices)
+    patched = owner.api.patch(f"/api/v1/provider-keys/{custom_key['id']}", {"prices": prices})
+
+    for response in (created, patched):
+        assert response.status_code == 400, response.json()
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert list(error["fields"]) == [field]
+        assert error["message"].startswith(f"{field}: ")
+    assert ProviderKey.objects.filter(organization=org).count() == 1
+    assert ProviderKey.objects.get(pk=custom_key["id"]).prices == custom_key["prices"]
+
+
+@pytest.mark.parametrize("price, stored", [("10000", "10000"), (10000, "10000"), ("0.123456789", "0.123456789"),
+                                           (0.1, "0.1"), ("1.500000000000", "1.5"), ("007", "7"), (-0.0, "0")])
+def test_prices_at_the_limits_are_stored_as_plain_decimals(owner, custom_key, price, stored):
+    response = owner.api.patch(f"/api/v1/provider-keys/{custom_key['id']}", {"prices": {"m": {"inputPrice": price, "outputPrice": price}}})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["providerKey"]["prices"] == {"m": {"inputPrice": stored, "outputPrice": stored}}
+
+
+def test_prices_for_a_built_in_provider_are_refused_naming_prices(owner, org):
+    created = _create(owner, org, prices={"gpt-4o": {"inputPrice": "1", "outputPrice": "2"}})
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    patched = owner.api.patch(f"/api/v1/provider-keys/{key_id}", {"prices": {"gpt-4o": {"inputPrice": "1", "outputPrice": "2"}}})
+    emptied = owner.api.patch(f"/api/v1/provider-keys/{key_id}", {"prices": {}})
+
+    for response in (created, patched):
+        assert response.status_code == 400, response.json()
+        assert list(response.json()["error"]["fields"]) == ["prices"]
+    assert emptied.status_code == 200 and emptied.json()["providerKey"]["prices"] == {}
+    assert ProviderKey.objects.get(pk=key_id).prices == {}
+
+
+def test_owners_set_prices_developers_and_outsiders_cannot(owner, developer, outsider, org, custom_key):
+    url = f"/api/v1/provider-keys/{custom_key['id']}"
+    theirs = {"m": {"inputPrice": "9", "outputPrice": "9"}}
+
+    assert developer.api.patch(url, {"prices": theirs}).status_code == 403
+    assert outsider.api.patch(url, {"prices": theirs}).status_code == 404
+    assert _create(developer, org, **{**CUSTOM, "name": "dev"}, prices=theirs).status_code == 403
+    assert _create(outsider, org, **{**CUSTOM, "name": "out"}, prices=theirs).status_code == 404
+    assert ProviderKey.objects.get(pk=custom_key["id"]).prices == custom_key["prices"]
+    assert developer.api.get(url).json()["providerKey"]["prices"] == custom_key["prices"]  # developers read them
+
+    mine = owner.api.patch(url, {"prices": theirs})
+    assert mine.status_code == 200, mine.json()
+    assert ProviderKey.objects.get(pk=custom_key["id"]).prices == theirs
+
+
+def test_the_snapshot_carries_a_custom_providers_prices_as_decimals(owner, org, project, custom_key):
+    key_services.provider_key_create(organization=org, provider="openai", token=TOKEN, validate=False)
+
+    snapshot = snapshot_of(key=None, project=project, rules=(), provider_keys=ProviderKey.objects.order_by("created_at"),
+                           with_tokens=False)
+
+    prices = snapshot.custom_keys["local-llm"].prices
+    assert prices == {"llama-3-70b": (Decimal("0.5"), Decimal("1.5")), "qwen/qwen-2.5": (Decimal("0"), Decimal("0.000000001"))}
+    assert all(isinstance(price, Decimal) for pair in prices.values() for price in pair)
+    assert snapshot.own_keys["openai"].prices == {}
+
+
+def test_the_admin_sets_prices_through_the_service(admin_client, custom_key):
+    key = ProviderKey.objects.get(pk=custom_key["id"])
+    url = f"/admin/apikeys/providerkey/{quote(key.pk)}/change/"
+    form = {"name": key.name, "base_url": key.base_url, "status": key.status}
+
+    bad = admin_client.post(url, {**form, "prices": '{"m": {"inputPrice": "-1", "outputPrice": "1"}}'})
+    good = admin_client.post(url, {**form, "prices": '{"m": {"inputPrice": 2, "outputPrice": "3.10"}}'})
+
+    assert bad.status_code == 200 and "prices.m.inputPrice" in bad.content.decode()
+    assert good.status_code == 302, good.content.decode()[:2000]
+    assert ProviderKey.objects.get(pk=key.pk).prices == {"m": {"inputPrice": "2", "outputPrice": "3.1"}}
 
 
 # --- private addresses (SSRF) --------------------------------------------------------------------

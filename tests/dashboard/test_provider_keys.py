@@ -82,6 +82,41 @@ def test_a_custom_provider_is_added_with_its_name_and_base_url(owner, org, as_us
     assert "my-vllm/&lt;model&gt;" in page and "http://127.0.0.1:9/v1" in page
 
 
+def test_a_custom_provider_is_added_with_its_prices(owner, org, as_user, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    prices = '{"llama-3-70b": {"inputPrice": "0.50", "outputPrice": 1.5}}'
+
+    page = text(as_user(owner).post(_url(org), {"provider": "custom", "token": "tok-abcdefghijkl", "name": "my-vllm",
+                                                "base_url": "http://127.0.0.1:9/v1", "prices": prices}, htmx=True))
+
+    key = ProviderKey.objects.get(organization=org)
+    assert key.prices == {"llama-3-70b": {"inputPrice": "0.5", "outputPrice": "1.5"}}
+    assert "my-vllm key added." in page and "1 priced" in page
+
+
+@pytest.mark.parametrize(
+    "provider, prices, error",
+    [
+        ("custom", '{"llama-3-70b": {"inputPrice": "0.5",', "Enter a valid JSON."),
+        ("custom", '{"llama-3-70b": {"inputPrice": "-1", "outputPrice": "1"}}', "prices.llama-3-70b.inputPrice: must be a decimal"),
+        ("openai", '{"gpt-4o": {"inputPrice": "1", "outputPrice": "1"}}', "only a custom provider takes prices"),
+    ],
+    ids=["bad_json", "bad_price", "built_in_provider"],
+)
+def test_bad_prices_are_shown_on_their_field(owner, org, as_user, settings, provider, prices, error):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+
+    response = as_user(owner).post(_url(org), {"provider": provider, "token": "tok-abcdefghijkl", "name": "my-vllm",
+                                               "base_url": "http://127.0.0.1:9/v1" if provider == "custom" else "",
+                                               "prices": prices}, htmx=True)
+
+    assert response.status_code == 400
+    page = text(response)
+    prices_field = page[page.index('id="id_prices"'):page.index('id="id_validate"')]
+    assert error in prices_field.replace("&quot;", '"').replace("&#x27;", "'")
+    assert not ProviderKey.objects.exists()
+
+
 def test_a_second_key_for_the_same_provider_is_refused_in_place(owner, org, openai_key, as_user):
     response = as_user(owner).post(_url(org), {"provider": "openai", "token": "sk-another-key-5678"}, htmx=True)
 

@@ -63,13 +63,13 @@ def test_a_stream_without_include_usage_hides_the_usage_chunk_but_logs_usage(gat
     assert eventually(lambda: _logs(project))[0].completion_tokens == 5
 
 
-def test_an_unknown_model_is_a_400_model_not_found(gateway, project, key_for):
+def test_an_unknown_model_is_a_404_model_not_found(gateway, project, key_for):
     client = gateway.client(key_for(project))
-    with pytest.raises(openai.BadRequestError) as raised:
+    with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="gpt-99", messages=[{"role": "user", "content": "Hi"}])
     assert raised.value.code == "model_not_found"
     log = eventually(lambda: _logs(project))[0]
-    assert log.status_code == 400 and log.has_error
+    assert log.status_code == 404 and log.has_error
 
 
 def test_a_wrong_key_is_a_401(gateway, project):

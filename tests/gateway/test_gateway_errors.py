@@ -137,10 +137,10 @@ def test_each_invalid_request_is_a_400_naming_the_parameter_and_is_logged(gatewa
     assert all((log.status_code, log.has_error) == (400, True) and log.error_message for log in logs)
 
 
-def test_an_unknown_model_is_a_400_model_not_found(gateway, project, token, fake_upstream):
-    error = openai_error(post(gateway, token, {**CHAT, "model": "gpt-99"}), 400, "model_not_found", fake_upstream)
+def test_an_unknown_model_is_a_404_model_not_found(gateway, project, token, fake_upstream):
+    error = openai_error(post(gateway, token, {**CHAT, "model": "gpt-99"}), 404, "model_not_found", fake_upstream)
     assert error["param"] == "model"
-    one_log(project, 400)
+    one_log(project, 404)
 
 
 def test_a_body_over_10_mb_is_a_413_before_the_server_reads_it(gateway, project, token, fake_upstream):

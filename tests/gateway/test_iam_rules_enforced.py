@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from apikeys import services as key_services
+from gateway import catalog
 from tests.gateway.conftest import eventually
 from usage.models import UsageLog
 from usage.services import credits_add
@@ -205,7 +206,8 @@ def test_a_denied_model_is_a_403_permission_denied_in_openais_shape_and_is_logge
 def test_the_models_list_shows_only_what_the_rules_allow(gateway, paying_project):
     token, _ = key_with_rules(paying_project, ("allow_providers", {"providers": ["anthropic"]}))
     models = gateway.client(token).models.list().data
-    assert {m.id for m in models} == {"claude-3-5-haiku", "claude-sonnet-4"}
+    assert {m.id for m in models} == {o.model for o in catalog.listed("anthropic")}
+    assert {"claude-3-5-haiku", "claude-sonnet-4", "claude-sonnet-4-5"} <= {m.id for m in models}
 
 
 # --- inactive and changed rules ----------------------------------------------------------------------

@@ -201,10 +201,10 @@ def test_a_custom_provider_key_is_addressed_by_its_name(gateway, org, project, k
     assert (log.used_provider, log.used_model, log.used_mode) == ("my-llm", "some-model", "api-keys")
     assert (log.prompt_tokens, log.completion_tokens, log.cost) == (10, 5, 0)
 
-    with pytest.raises(openai.BadRequestError) as raised:  # a name the organization did not set up
+    with pytest.raises(openai.NotFoundError) as raised:  # a name the organization did not set up
         client.chat.completions.create(model="other-llm/some-model", messages=HI)
     assert raised.value.code == "model_not_found"
-    assert eventually(lambda: UsageLog.objects.filter(project=project, status_code=400).exists(), timeout=5)
+    assert eventually(lambda: UsageLog.objects.filter(project=project, status_code=404).exists(), timeout=5)
 
 
 # --- fallback ----------------------------------------------------------------------------------
@@ -237,11 +237,12 @@ def test_when_every_provider_fails_the_client_gets_a_502_after_one_call_to_each(
 def test_routing_tries_at_most_three_providers_the_first_and_two_retries(credits_project, key_for, monkeypatch, settings):
     # No catalog model has more than two providers, so the cap is checked on the router itself.
     providers = ["mistral", "groq", "deepseek", "xai", "together-ai"]
-    offers = [
-        catalog.Offer(p, "shared-model", "shared-model", Decimal(i + 1), Decimal(i + 1), 8000, 1000)
+    offers = tuple(reversed([
+        catalog.Offer(p, "shared-model", "shared-model", catalog.flat_price(Decimal(i + 1), Decimal(i + 1)), 8000, 1000)
         for i, p in enumerate(providers)
-    ]
-    monkeypatch.setitem(catalog.BY_MODEL, "shared-model", list(reversed(offers)))
+    ]))
+    catalog_offers = catalog.offers_of
+    monkeypatch.setattr(catalog, "offers_of", lambda model: offers if model == "shared-model" else catalog_offers(model))
     settings.UPSTREAM_MAX_RETRIES = 2
     settings.PROVIDER_API_KEYS = {p: f"gw-{p}" for p in providers}
     settings.PROVIDER_BASE_URLS = {p: f"https://{p}.example" for p in providers}

@@ -19,8 +19,8 @@ import pytest
 from apikeys import services as key_services
 from apikeys.models import ApiKey
 from core.hashing import sha256_hex
-from gateway.catalog import BY_MODEL
-from gateway.pricing import from_nanos, output_cap, prompt_estimate, to_nanos, worst_case
+from gateway import catalog
+from gateway.pricing import from_nanos, worst_case
 from projects import services
 from projects.models import Organization
 from tests.gateway.conftest import eventually
@@ -28,7 +28,7 @@ from usage.models import CreditTransaction, UsageLog
 from usage.services import credits_add
 
 MODEL = "gpt-4o-mini"  # one provider only: each request is exactly one upstream attempt
-OFFER = BY_MODEL[MODEL][0]
+OFFER = catalog.offers_of(MODEL)[0]
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Count to ten, please."}], "max_tokens": 200}
 RAW = orjson.dumps(BODY)
 CONCURRENT = 100
@@ -37,12 +37,13 @@ ADMITTED = 10
 
 def worst_nanos(*, paid_with_credits: bool) -> int:
     """What the gateway reserves for RAW, in nano-dollars."""
-    return to_nanos(worst_case(OFFER, BODY, len(RAW), paid_with_credits=paid_with_credits).total)
+    return worst_case(OFFER, BODY, len(RAW), paid_with_credits=paid_with_credits).cost.nanos
 
 
 def bill_the_worst_case(fake) -> None:
     """The fake reports the usage the gateway assumed at worst: each request costs W."""
-    fake.usage = (prompt_estimate(len(RAW)), output_cap(OFFER, BODY))
+    bound = worst_case(OFFER, BODY, len(RAW), paid_with_credits=False)
+    fake.usage = (bound.prompt_tokens, bound.output_tokens)
 
 
 def post(gateway, token: str, request_id: str | None = None) -> httpx.Response:

@@ -4,6 +4,7 @@ answers and stream events come back as OpenAI completions and chunks with real u
 import orjson
 import pytest
 
+from gateway.errors import GatewayError
 from gateway.tokens import Usage
 from gateway.wire.anthropic import FORMAT
 from gateway.wire.base import UpstreamFormatError
@@ -176,6 +177,226 @@ def test_parallel_tool_calls_off_disables_parallel_tool_use():
 
 def test_a_tool_choice_without_tools_is_not_sent():
     assert "tool_choice" not in upstream_body(tool_choice="auto")
+
+
+# --- prompt caching: cache_control -----------------------------------------------------------
+# Clients of Claude in the OpenAI format put Anthropic's cache_control on parts, messages and
+# tools; each must reach the block it became, or Claude never caches the prompt.
+
+CACHED = {"type": "ephemeral"}
+CACHED_5M = {"type": "ephemeral", "ttl": "5m"}
+
+
+def test_cache_control_on_a_text_part_reaches_its_text_block_with_only_type_and_ttl():
+    content = [
+        {"type": "text", "text": "<a long document>", "cache_control": {"type": "ephemeral", "ttl": "5m", "scope": "org"}},
+        {"type": "text", "text": "Summarize it."},
+    ]
+    assert upstream_body(messages=[{"role": "user", "content": content}])["messages"][0]["content"] == [
+        {"type": "text", "text": "<a long document>", "cache_control": CACHED_5M},
+        {"type": "text", "text": "Summarize it."},
+    ]
+
+
+def test_cache_control_on_an_image_part_reaches_its_image_block():
+    content = [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}, "cache_control": CACHED},
+        {"type": "text", "text": "What is this?"},
+    ]
+    blocks = upstream_body(messages=[{"role": "user", "content": content}])["messages"][0]["content"]
+    assert blocks[0] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}, "cache_control": CACHED}
+    assert "cache_control" not in blocks[1]
+
+
+def test_cache_control_on_a_string_message_marks_its_block_not_the_merged_turns_last():
+    body = upstream_body(
+        messages=[
+            {"role": "user", "content": "<a long document>", "cache_control": CACHED},
+            {"role": "user", "content": "Summarize it."},
+        ]
+    )
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "<a long document>", "cache_control": CACHED},
+                {"type": "text", "text": "Summarize it."},
+            ],
+        }
+    ]
+
+
+def test_cache_control_on_a_message_marks_the_last_block_it_became():
+    content = [{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]
+    blocks = upstream_body(messages=[{"role": "user", "content": content, "cache_control": CACHED}])["messages"][0]["content"]
+    assert [block.get("cache_control") for block in blocks] == [None, CACHED]
+
+
+def test_a_parts_own_cache_control_stands_over_its_messages():
+    content = [{"type": "text", "text": "<doc>", "cache_control": CACHED_5M}]
+    body = upstream_body(messages=[{"role": "user", "content": content, "cache_control": CACHED}])
+    assert body["messages"][0]["content"] == [{"type": "text", "text": "<doc>", "cache_control": CACHED_5M}]
+
+
+def test_cache_control_on_an_assistant_tool_call_message_marks_its_last_tool_use_block():
+    body = upstream_body(
+        messages=[
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [weather_call("toolu_1"), weather_call("toolu_2", "Rome")],
+                "cache_control": CACHED,
+            },
+        ]
+    )
+    assert [block.get("cache_control") for block in body["messages"][1]["content"]] == [None, None, CACHED]
+    assert body["messages"][1]["content"][2]["id"] == "toolu_2"
+
+
+@pytest.mark.parametrize(
+    "tool_message",
+    [
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18°C", "cache_control": CACHED},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": [{"type": "text", "text": "18°C", "cache_control": CACHED}]},
+    ],
+)
+def test_cache_control_on_a_tool_answer_or_its_part_marks_its_tool_result_block(tool_message):
+    body = upstream_body(
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [weather_call("toolu_1")]},
+            tool_message,
+        ]
+    )
+    assert body["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18°C", "cache_control": CACHED}]
+
+
+def test_a_system_part_with_cache_control_cuts_the_system_into_blocks_that_read_as_the_same_text():
+    messages = [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "You analyse legal documents."},
+                {"type": "text", "text": "<a 50-page agreement>", "cache_control": CACHED},
+            ],
+        },
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "user", "content": "Key terms?"},
+    ]
+    system = upstream_body(messages=messages)["system"]
+    assert system == [
+        {"type": "text", "text": "You analyse legal documents.\n<a 50-page agreement>", "cache_control": CACHED},
+        {"type": "text", "text": "\n\nAnswer in French."},
+    ]
+    # Claude reads the very text it would without the breakpoint.
+    messages[0]["content"][1].pop("cache_control")
+    assert "".join(block["text"] for block in system) == upstream_body(messages=messages)["system"]
+
+
+def test_cache_control_on_system_and_developer_messages_marks_the_end_of_each():
+    body = upstream_body(
+        messages=[
+            {"role": "system", "content": "Be brief.", "cache_control": CACHED_5M},
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}], "cache_control": CACHED},
+            {"role": "user", "content": "Hi"},
+        ]
+    )
+    assert body["system"] == [
+        {"type": "text", "text": "Be brief.", "cache_control": CACHED_5M},
+        {"type": "text", "text": "\n\nAnswer in French.", "cache_control": CACHED},
+    ]
+
+
+def test_without_cache_control_on_it_the_system_stays_one_string():
+    body = upstream_body(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi", "cache_control": CACHED}],
+        tools=[{**TOOL, "cache_control": CACHED}],
+    )
+    assert body["system"] == "Be brief."
+
+
+def test_cache_control_on_a_tool_definition_reaches_the_anthropic_tool():
+    tools = [TOOL, {"type": "function", "function": {"name": "now"}, "cache_control": CACHED_5M}]
+    assert upstream_body(tools=tools)["tools"] == [
+        {"name": "get_weather", "description": "Weather for a city", "input_schema": TOOL["function"]["parameters"]},
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}, "cache_control": CACHED_5M},
+    ]
+
+
+def test_a_null_cache_control_is_no_breakpoint():
+    body = upstream_body(messages=[{"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": None}], "cache_control": None}])
+    assert body["messages"][0]["content"] == [{"type": "text", "text": "Hi"}]
+
+
+def refusal(**body) -> GatewayError:
+    with pytest.raises(GatewayError) as refused:
+        upstream_body(**body)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_request_error")
+    assert refused.value.message.startswith(f"Invalid '{refused.value.param}': ")
+    return refused.value
+
+
+@pytest.mark.parametrize(
+    "cache_control, param",
+    [
+        ("ephemeral", "messages[0].content[0].cache_control"),
+        ({"type": "persistent"}, "messages[0].content[0].cache_control"),
+        ({"ttl": "5m"}, "messages[0].content[0].cache_control"),
+        ({"type": "ephemeral", "ttl": "24h"}, "messages[0].content[0].cache_control.ttl"),
+        ({"type": "ephemeral", "ttl": "1h"}, "messages[0].content[0].cache_control.ttl"),  # not priced yet
+        ({"type": "ephemeral", "ttl": 300}, "messages[0].content[0].cache_control.ttl"),
+    ],
+)
+def test_a_cache_control_anthropic_would_refuse_is_a_400_naming_it(cache_control, param):
+    content = [{"type": "text", "text": "Hi", "cache_control": cache_control}]
+    assert refusal(messages=[{"role": "user", "content": content}]).param == param
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"messages": [{"role": "user", "content": "Hi", "cache_control": True}]}, "messages[0].cache_control"),
+        ({"messages": [{"role": "system", "content": "Be brief.", "cache_control": "yes"}, {"role": "user", "content": "Hi"}]},
+         "messages[0].cache_control"),
+        ({"messages": [{"role": "developer", "content": [{"type": "text", "text": "Be brief.", "cache_control": {}}]},
+                       {"role": "user", "content": "Hi"}]}, "messages[0].content[0].cache_control"),
+        ({"tools": [TOOL, {**TOOL, "cache_control": {"type": "ephemeral", "ttl": "1d"}}]}, "tools[1].cache_control.ttl"),
+        # Refused even where the part itself would have been left out (an empty text).
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "", "cache_control": []}]}]}, "messages[0].content[0].cache_control"),
+    ],
+)
+def test_a_bad_cache_control_is_refused_wherever_it_is(body, param):
+    assert refusal(**body).param == param
+
+
+def four_breakpoints() -> dict:
+    """A tool, the system, a user part and an assistant message: Anthropic's limit, exactly."""
+    return {
+        "tools": [{**TOOL, "cache_control": CACHED}],
+        "messages": [
+            {"role": "system", "content": "Be brief.", "cache_control": CACHED},
+            {"role": "user", "content": [{"type": "text", "text": "<doc>", "cache_control": CACHED}]},
+            {"role": "assistant", "content": "Read it.", "cache_control": CACHED},
+            {"role": "user", "content": "Summarize it."},
+        ],
+    }
+
+
+def test_four_cache_breakpoints_are_sent():
+    body = upstream_body(**four_breakpoints())
+    marked = body["tools"] + body["system"] + [block for turn in body["messages"] for block in turn["content"]]
+    assert sum("cache_control" in block for block in marked) == 4
+
+
+def test_a_fifth_cache_breakpoint_is_a_400_naming_the_first_one_too_many_in_anthropics_order():
+    request = four_breakpoints()
+    # The fifth comes last in the request, but Anthropic reads tools, then system, then
+    # messages: the first one past the limit is the last message breakpoint.
+    request["messages"].append({"role": "developer", "content": "Be kind.", "cache_control": CACHED})
+    refused = refusal(**request)
+    assert refused.param == "messages[2].cache_control"
+    assert "at most 4" in refused.message
 
 
 # --- parse_response --------------------------------------------------------------------------

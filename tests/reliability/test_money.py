@@ -16,8 +16,8 @@ import orjson
 
 from apikeys.models import ApiKey
 from core.hashing import sha256_hex
-from gateway.catalog import BY_MODEL
-from gateway.pricing import from_nanos, output_cap, prompt_estimate, to_nanos, worst_case
+from gateway import catalog
+from gateway.pricing import from_nanos, worst_case
 from projects import services
 from projects.models import Organization
 from tests.reliability.conftest import RedisServer, eventually, headers_for, send_all, wait_for_rows
@@ -25,7 +25,7 @@ from usage.models import CreditTransaction, UsageLog
 from usage.services import credits_add
 
 MODEL = "gpt-4o-mini"  # one provider only: each admitted request is exactly one upstream call
-OFFER = BY_MODEL[MODEL][0]
+OFFER = catalog.offers_of(MODEL)[0]
 MESSAGES = [{"role": "user", "content": "Count to ten, please."}]
 
 
@@ -45,11 +45,12 @@ PLAIN, STREAMED = same_size_bodies()
 
 
 def worst_nanos(*, paid_with_credits: bool, raw: bytes = PLAIN) -> int:
-    return to_nanos(worst_case(OFFER, orjson.loads(raw), len(raw), paid_with_credits=paid_with_credits).total)
+    return worst_case(OFFER, orjson.loads(raw), len(raw), paid_with_credits=paid_with_credits).cost.nanos
 
 
 def bill_the_worst_case(fake, raw: bytes = PLAIN) -> None:
-    fake.usage = (prompt_estimate(len(raw)), output_cap(OFFER, orjson.loads(raw)))
+    bound = worst_case(OFFER, orjson.loads(raw), len(raw), paid_with_credits=False)
+    fake.usage = (bound.prompt_tokens, bound.output_tokens)
 
 
 def mixed(url_of, token: str, prefix: str, n: int) -> list[tuple[str, str, str, bytes]]:
