@@ -165,7 +165,9 @@ def _image_tokens(offer: Offer) -> int:
 def prompt_bound(offer: Offer, body: dict[str, Any], body_size: int, media: Media | None = None) -> int:
     """The most prompt tokens the provider can bill for this request (module docstring)."""
     media = media or media_of(body)
-    context = offer.context_length or 0
+    # A provider refuses a prompt over the context length rather than bill it; 10% above the
+    # database's figure, in case it rounds a model's window down.
+    context = (offer.context_length or 0) * 11 // 10
     if media.documents and context:
         return context
     tokens = max(0, body_size - media.bytes) + media.images * _image_tokens(offer)
