@@ -46,6 +46,7 @@ from gateway.upstream import UpstreamFailure, open_response, read_chunk, read_js
 from gateway.validation import validate_chat
 from gateway.wire import for_format
 from gateway.wire.base import SSEDecoder, StreamItem, StreamTranslator, UpstreamFormatError, WireFormat
+from gateway.wire.openai import usage_from as openai_usage_from
 
 DONE = b"data: [DONE]\n\n"
 # Holds of this process's requests in flight: renewed in the store until settled.
@@ -411,6 +412,8 @@ async def _pump(exchange: Exchange, translator: StreamTranslator, response: aioh
 async def _send_item(exchange: Exchange, item: StreamItem, send: http.Send) -> None:
     if exchange.first_byte_at is None:
         exchange.first_byte_at = time.monotonic()
+    if isinstance(item, dict) and not item.get("choices") and isinstance(item.get("usage"), dict):
+        _cost_into(exchange, item["usage"])
     payload = item if isinstance(item, bytes) else orjson.dumps(item)
     if exchange.stream_events is not None:
         exchange.stream_events.append(payload.decode())
@@ -418,6 +421,14 @@ async def _send_item(exchange: Exchange, item: StreamItem, send: http.Send) -> N
         if exchange.stream_bytes > MAX_ENTRY_BYTES:
             exchange.stream_events = None  # too large to store: stop collecting
     await http.send_sse(send, payload)
+
+
+def _cost_into(exchange: Exchange, usage: dict[str, Any]) -> None:
+    """Adds `cost` (USD) to a stream's usage chunk (OpenAI's shape, whatever the provider)."""
+    counted = openai_usage_from(usage)
+    if exchange.candidate is not None and counted is not None:
+        cost = cost_of(exchange.candidate.offer, counted, paid_with_credits=exchange.candidate.paid_with_credits)
+        usage["cost"] = float(cost.total)
 
 
 def _or_estimate(usage: Usage | None, exchange: Exchange, answer: dict[str, Any] | None = None, chunks: int = 0) -> Usage:

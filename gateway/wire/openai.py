@@ -52,8 +52,11 @@ class OpenAIStream(StreamTranslator):
             reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
             if reason:
                 self.state.finish_reason = reason
-        elif usage is not None and not self.include_usage:
-            return []  # the usage-only chunk we asked for, which this client did not
+        elif usage is not None:
+            if not self.include_usage:
+                return []  # the usage-only chunk we asked for, which this client did not
+            self.state.chunks += 1
+            return [chunk]  # parsed: the gateway adds the cost to it
         self.state.chunks += 1
         return [data.encode()]
 
@@ -79,7 +82,12 @@ class OpenAIFormat(WireFormat):
         usage = usage_from(data.get("usage"))
         if usage is None:
             usage = Usage()
-        data["usage"] = {**(data.get("usage") or {}), **usage.as_openai()}
+        given: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
+        ours = usage.as_openai()
+        for details in ("prompt_tokens_details", "completion_tokens_details"):  # keep what else the provider said
+            if isinstance(given.get(details), dict):
+                ours[details] = {**given[details], **ours[details]}
+        data["usage"] = {**given, **ours}
         choice = data["choices"][0] if data["choices"] else {}
         reason = choice.get("finish_reason") if isinstance(choice, dict) else None
         return data, usage, reason

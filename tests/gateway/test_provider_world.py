@@ -193,3 +193,15 @@ def test_the_usage_log_api_shows_the_new_fields(gateway, org, project, key_for, 
     assert {k: log[k] for k in ("endpoint", "cachedTokens", "cacheWriteTokens", "reasoningTokens", "priced", "user")} == {
         "endpoint": "chat.completions", "cachedTokens": 0, "cacheWriteTokens": 0, "reasoningTokens": 0, "priced": True,
         "user": "u-1"}
+
+
+@pytest.mark.parametrize(("model", "provider"), [("gpt-4o-mini", "openai"), ("claude-sonnet-4", "anthropic"),
+                                                 ("gemini-2.5-flash", "google-ai-studio")])
+def test_a_streams_usage_chunk_carries_the_cost_billed(gateway, org, project, key_for, fake_upstream, model, provider):
+    own_key(org, provider)
+    fake_upstream.usage = (1000, 50)
+    stream = gateway.client(key_for(project)).chat.completions.create(
+        model=model, messages=HI, stream=True, stream_options={"include_usage": True})
+    last = list(stream)[-1]
+    log = eventually(lambda: _logs(project))[0]
+    assert log.cost > 0 and Decimal(str(last.usage.cost)) == log.cost
