@@ -120,3 +120,14 @@ def test_teammates_read_logs_and_outsiders_get_404(developer, outsider, org, pro
     assert as_user(developer).get(_url(other, f"{log_id}/")).status_code == 404  # not this project's log
     assert as_user(outsider).get(_url(project)).status_code == 404
     assert as_user(outsider).get(_url(project, f"{log_id}/")).status_code == 404
+
+
+def test_the_detail_view_shows_the_prompt_cache_reasoning_and_an_unknown_price(owner, project, api_key, record_usage, as_user):
+    log_id = record_usage(project, api_key, prompt_tokens=12_021, cached_tokens=10_000, cache_write_tokens=2_000,
+                          reasoning_tokens=3, saved_cost="0.027", priced=False, user="end-user-7")[0]
+
+    page = text(as_user(owner).get(_url(project, f"{log_id}/")))
+
+    assert "10000 read, 2000 written, saved $0.027" in page
+    assert "3 of the completion tokens" in page
+    assert "price unknown: logged at $0" in page and "end-user-7" in page and "chat.completions" in page
