@@ -88,6 +88,7 @@ class Price:
     output: Rate
     cache_read: Rate
     cache_write: Rate
+    input_audio: Rate | None = None  # None: the database does not price audio input for it
 
 
 def flat_price(input_price: Decimal, output_price: Decimal) -> Price:
@@ -187,15 +188,17 @@ def _price_of(model_price: Any) -> Price | None:
     if input_rate is None or output_rate is None:
         return None
     return Price(input_rate, output_rate, _rate(model_price.cache_read_mtok) or input_rate,
-                 _rate(model_price.cache_write_mtok) or input_rate)
+                 _rate(model_price.cache_write_mtok) or input_rate, _rate(model_price.input_audio_mtok))
 
 
 def _highest(prices: list[Price]) -> Price:
     """Each rate at its highest among the variants: what a reservation counts."""
     def top(rates: list[Rate]) -> Rate:
         return Rate(max(r.highest for r in rates))
+    audio = [p.input_audio for p in prices if p.input_audio is not None]
     return Price(top([p.input for p in prices]), top([p.output for p in prices]),
-                 top([p.cache_read for p in prices]), top([p.cache_write for p in prices]))
+                 top([p.cache_read for p in prices]), top([p.cache_write for p in prices]),
+                 top(audio) if len(audio) == len(prices) else None)
 
 
 def max_output_of(model_id: str) -> int:

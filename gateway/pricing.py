@@ -10,8 +10,9 @@ The bound (`worst_case`) holds for any input:
 - each picture, audio clip or document at the provider's per-item maximum (MEDIA), in place
   of its bytes; the prompt never counts more than the model's context length.
 - every prompt token at the highest of its prices: the input price, or, when the request
-  asks for prompt caching (`cache_control`), the cache-write price if that is higher; tiers
-  at the prompt's size.
+  asks for prompt caching (`cache_control`), the cache-write price if that is higher, or,
+  when it carries audio, the audio input price if that is higher (audio to a model whose
+  audio price is unknown is refused); tiers at the prompt's size.
 - `n` × the output cap.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from gateway.catalog import Offer, Price
+from gateway.errors import GatewayError
 from gateway.tokens import Usage
 
 NANO = Decimal("0.000000001")
@@ -73,9 +75,11 @@ def price_usage(price: Price, usage: Usage) -> tuple[Decimal, Decimal]:
     reads and cache writes at their own prices, the rest of the prompt at the input price,
     every rate at the tier the prompt's size reaches (as genai-prices' calc_price does)."""
     prompt = usage.prompt_tokens
-    uncached = max(0, prompt - usage.cached_tokens - usage.cache_write_tokens)
+    audio = min(usage.audio_tokens, max(0, prompt - usage.cached_tokens - usage.cache_write_tokens))
+    uncached = max(0, prompt - usage.cached_tokens - usage.cache_write_tokens - audio)
+    audio_rate = (price.input_audio or price.input).at(prompt)
     input_usd = (uncached * price.input.at(prompt) + usage.cached_tokens * price.cache_read.at(prompt)
-                 + usage.cache_write_tokens * price.cache_write.at(prompt))
+                 + usage.cache_write_tokens * price.cache_write.at(prompt) + audio * audio_rate)
     return _usd(input_usd), _usd(usage.completion_tokens * price.output.at(prompt))
 
 
@@ -213,9 +217,19 @@ def asks_prompt_caching(body: dict[str, Any]) -> bool:
     return False
 
 
-def _prompt_rate(price: Price, caching: bool, prompt: int) -> Decimal:
+def _prompt_rate(price: Price, caching: bool, audio: bool, prompt: int) -> Decimal:
     rate = price.input.at(prompt)
-    return max(rate, price.cache_write.at(prompt)) if caching else rate
+    if caching:
+        rate = max(rate, price.cache_write.at(prompt))
+    if audio and price.input_audio is not None:
+        rate = max(rate, price.input_audio.at(prompt))
+    return rate
+
+
+def _refuse_unpriced_audio(offer: Offer) -> GatewayError:
+    return GatewayError(
+        400, f"Invalid 'messages': audio input to '{offer.model}' is billed at a price this gateway does not know; "
+        "leave the input_audio parts out", "invalid_request_error", param="messages")
 
 
 @dataclass(frozen=True)
@@ -231,14 +245,18 @@ class Bound:
 def worst_case(offer: Offer, body: dict[str, Any], body_size: int, *, paid_with_credits: bool,
                output_tokens: int | None = None, media: Media | None = None) -> Bound:
     """The most this request can cost on this offer (module docstring), with `output_tokens`
-    per choice (default: the request's output cap). An offer without a known price: 0."""
+    per choice (default: the request's output cap). An offer without a known price: 0.
+    Raises GatewayError 400 for audio input to a model whose audio price is unknown."""
+    media = media or media_of(body)
     prompt = prompt_bound(offer, body, body_size, media)
     output = output_cap(offer, body) if output_tokens is None else output_tokens
     n = choices(body)
     price = offer.price
     if price is None:
         return Bound(prompt, output, n, ZERO_COST)
-    input_cost = _usd(prompt * _prompt_rate(price, asks_prompt_caching(body), prompt))
+    if media.audio_bytes and price.input_audio is None:
+        raise _refuse_unpriced_audio(offer)
+    input_cost = _usd(prompt * _prompt_rate(price, asks_prompt_caching(body), bool(media.audio_bytes), prompt))
     output_cost = _usd(n * output * price.output.at(prompt))
     return Bound(prompt, output, n, _with_fee(input_cost, output_cost, paid_with_credits))
 

@@ -17,6 +17,7 @@ class Usage:
     cached_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
     cache_write_tokens: int = 0  # of prompt_tokens: written to it (Anthropic's cache_creation_input_tokens)
     reasoning_tokens: int = 0  # of completion_tokens: spent thinking
+    audio_tokens: int = 0  # of prompt_tokens (not cached): audio input, priced apart
 
     @property
     def total_tokens(self) -> int:

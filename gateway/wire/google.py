@@ -220,7 +220,14 @@ def usage_from(metadata: Any) -> Usage:
         completion_tokens=clean_count(metadata.get("candidatesTokenCount")) + thoughts,
         cached_tokens=clean_count(metadata.get("cachedContentTokenCount")),
         reasoning_tokens=thoughts,
+        audio_tokens=_modality_count(metadata.get("promptTokensDetails"), "AUDIO")
+        - _modality_count(metadata.get("cacheTokensDetails"), "AUDIO"),
     )
+
+
+def _modality_count(details: Any, modality: str) -> int:
+    """Tokens of one modality in a ModalityTokenCount list (Gemini's usageMetadata)."""
+    return sum(clean_count(d.get("tokenCount")) for d in _list(details) if isinstance(d, dict) and d.get("modality") == modality)
 
 
 def new_call_id() -> str:

@@ -26,9 +26,11 @@ def usage_from(data: Any) -> Usage | None:
         data.get("prompt_cache_hit_tokens"))
     prompt, completion = clean_count(data.get("prompt_tokens")), clean_count(data.get("completion_tokens"))
     reasoning = clean_count(_details(data, "completion_tokens_details").get("reasoning_tokens"))
+    audio = clean_count(_details(data, "prompt_tokens_details").get("audio_tokens"))
     if reasoning and clean_count(data.get("total_tokens")) == prompt + completion + reasoning:
         completion += reasoning  # xAI counts reasoning apart from completion_tokens, and bills it as output
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,
+                 audio_tokens=audio)
 
 
 class OpenAIStream(StreamTranslator):

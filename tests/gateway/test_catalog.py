@@ -186,3 +186,32 @@ def test_fitting_output_is_the_largest_count_whose_worst_case_fits(text, budget,
         assert worst_case(offer, body, size, paid_with_credits=True, output_tokens=fit).cost.nanos <= budget
     if fit < offer.max_output:
         assert worst_case(offer, body, size, paid_with_credits=True, output_tokens=fit + 1).cost.nanos > budget
+
+
+AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF" * 100, "format": "wav"}}
+
+
+def test_audio_input_is_billed_at_its_own_price_where_the_database_has_one():
+    offer = catalog.resolve("google-ai-studio", "gemini-2.5-flash")
+    usage = Usage(prompt_tokens=1_000, completion_tokens=0, audio_tokens=800)
+    assert price_usage(offer.price, usage)[0] == D("0.00086")  # 200 × $0.30 + 800 × $1 per 1M
+    body, size = _body([{"type": "text", "text": "Transcribe"}, AUDIO], max_tokens=10)
+    bound = worst_case(offer, body, size, paid_with_credits=False)
+    assert bound.cost.input == (D(bound.prompt_tokens) * D(1) / 1_000_000).quantize(NANO)  # every token at the audio price
+
+
+def test_audio_input_to_a_model_whose_audio_price_is_unknown_is_refused_naming_it():
+    from gateway.errors import GatewayError
+
+    body, size = _body([AUDIO], max_tokens=10)
+    with pytest.raises(GatewayError) as refused:
+        worst_case(catalog.resolve("openai", "gpt-4o"), body, size, paid_with_credits=False)
+    assert (refused.value.status, refused.value.param) == (400, "messages")
+
+
+def test_gemini_reports_audio_tokens_by_modality():
+    from gateway.wire.google import usage_from
+
+    usage = usage_from({"promptTokenCount": 1000, "candidatesTokenCount": 5, "promptTokensDetails": [
+        {"modality": "TEXT", "tokenCount": 200}, {"modality": "AUDIO", "tokenCount": 800}]})
+    assert usage == Usage(1000, 5, audio_tokens=800)
