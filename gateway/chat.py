@@ -33,6 +33,7 @@ from gateway.pricing import (
     cost_of,
     fitting_output,
     from_nanos,
+    media_of,
     prompt_cache_savings,
     requested_output,
     to_nanos,
@@ -180,7 +181,9 @@ def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
 
 def _worst(candidates: list[routing.Candidate], body: dict[str, Any], size: int, output: int | None = None) -> Bound:
     """The highest worst case among the candidates (any of them may end up serving)."""
-    bounds = [worst_case(c.offer, body, size, paid_with_credits=c.paid_with_credits, output_tokens=output) for c in candidates]
+    media = media_of(body)  # once, not per candidate
+    bounds = [worst_case(c.offer, body, size, paid_with_credits=c.paid_with_credits, output_tokens=output, media=media)
+              for c in candidates]
     return max(bounds, key=lambda b: b.cost.nanos)
 
 

@@ -98,7 +98,7 @@ def _not_found(model: str) -> GatewayError:
 
 
 def _unpayable(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> GatewayError:
-    if not any(o.priced for o in offers) and snapshot.mode != "api-keys":
+    if not any(o.priced or o.custom_name for o in offers) and snapshot.mode != "api-keys":
         return _not_found(model)  # credits never pay for an unknown price
     providers = ", ".join(sorted({o.custom_name or o.provider for o in offers}))
     if snapshot.mode == "api-keys" or any(o.custom_name for o in offers):

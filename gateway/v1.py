@@ -63,8 +63,9 @@ def model_entry(snapshot: KeySnapshot, model: str) -> dict[str, Any] | None:
             {
                 "provider": c.provider,
                 "model": f"{c.provider}/{c.offer.model}",
-                "inputPrice": str(c.offer.input_price),
-                "outputPrice": str(c.offer.output_price),
+                # null when the price is unknown (a pinned model the catalog does not know)
+                "inputPrice": str(c.offer.input_price) if c.offer.priced else None,
+                "outputPrice": str(c.offer.output_price) if c.offer.priced else None,
                 **({"cachedInputPrice": str(c.offer.cached_input_price)} if c.offer.cached_input_price is not None else {}),
                 "contextLength": c.offer.context_length,
             }
