@@ -30,6 +30,7 @@ from gateway.pricing import (
     ZERO_COST,
     Bound,
     Cost,
+    choices,
     cost_of,
     fitting_output,
     from_nanos,
@@ -39,6 +40,7 @@ from gateway.pricing import (
     to_nanos,
     worst_case,
 )
+from gateway.providers import PROVIDERS
 from gateway.record import UsageRecord
 from gateway.snapshot import KeySnapshot
 from gateway.store import INSUFFICIENT_CREDITS, OK, Account, MemoryStore, RedisStore, get_store
@@ -345,6 +347,18 @@ async def _open(
     raise failure.error
 
 
+def _with_choices(candidates: list[routing.Candidate], body: dict[str, Any]) -> list[routing.Candidate]:
+    """The candidates whose provider can answer `n` choices; a 400 naming `n` when none can
+    (one choice instead of n would be an answer that silently differs from the request)."""
+    n = choices(body)
+    able = [c for c in candidates if n <= PROVIDERS[c.offer.provider].max_choices]
+    if not able:
+        providers = ", ".join(sorted({c.provider for c in candidates}))
+        raise GatewayError(400, f"Invalid 'n': {providers} cannot answer {n} choices in one request; send n=1 "
+                           "(or one request per choice)", "invalid_request_error", param="n")
+    return able
+
+
 def _capped(body: dict[str, Any], candidate: routing.Candidate, max_tokens: int | None) -> dict[str, Any]:
     """The body with the output cap the gateway lowered it to: OpenAI's reasoning models take
     only `max_completion_tokens`, other OpenAI-compatible hosts `max_tokens` (the translating
@@ -586,7 +600,7 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
         on_stream()
     for attempt in range(3):
         try:
-            candidates = await _candidates(exchange, body["model"])  # IAM rules hold for hits too
+            candidates = _with_choices(await _candidates(exchange, body["model"]), body)  # IAM rules hold for hits too
             entry = await _lookup(exchange, raw, candidates)
             if entry is not None:
                 return await _replay(exchange, entry, send)

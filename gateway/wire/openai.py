@@ -34,6 +34,18 @@ def usage_from(data: Any) -> Usage | None:
 
 
 class OpenAIStream(StreamTranslator):
+    """Passes an OpenAI-compatible host's chunks through, normalised to the shape the openai
+    SDK expects (OpenAI's chat streaming reference): the first chunk's delta carries the
+    role, usage comes in its own final chunk with `choices: []` (some hosts put it on the
+    finish chunk instead), and the gateway sends `[DONE]` last. Chunks that need no change
+    go through as the host's bytes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._started = False
+        self._usage_sent = False
+        self._late_usage: dict[str, Any] | None = None  # a usage chunk to send at the end
+
     def feed(self, event: str, data: str) -> list[StreamItem]:
         if data.strip() == "[DONE]":
             return []  # the gateway ends the stream itself, after the usage chunk
@@ -50,17 +62,41 @@ class OpenAIStream(StreamTranslator):
         if usage is not None:
             self.state.usage = usage
         choices = chunk.get("choices")
-        if isinstance(choices, list) and choices:
-            reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
-            if reason:
-                self.state.finish_reason = reason
-        elif usage is not None:
+        if not (isinstance(choices, list) and choices):
+            if usage is None:
+                return []  # neither content nor usage: nothing for the client
+            self._usage_sent = True
             if not self.include_usage:
                 return []  # the usage-only chunk we asked for, which this client did not
             self.state.chunks += 1
             return [chunk]  # parsed: the gateway adds the cost to it
         self.state.chunks += 1
-        return [data.encode()]
+        reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+        if reason:
+            self.state.finish_reason = reason
+        changed = self._with_role(choices)
+        if usage is not None:  # usage on a content chunk: it goes out in its own chunk at the end
+            self._late_usage = {**chunk, "choices": [], "usage": chunk["usage"]}
+            chunk["usage"] = None
+            changed = True
+        return [chunk] if changed else [data.encode()]
+
+    def _with_role(self, choices: list[Any]) -> bool:
+        """Puts the assistant role on the first chunk's delta when the host left it out."""
+        if self._started:
+            return False
+        self._started = True
+        delta = choices[0].get("delta") if isinstance(choices[0], dict) else None
+        if isinstance(delta, dict) and "role" not in delta:
+            delta["role"] = "assistant"
+            return True
+        return False
+
+    def finish(self) -> list[StreamItem]:
+        if self._late_usage is None or self._usage_sent or not self.include_usage:
+            return []
+        self._usage_sent = True
+        return [self._late_usage]
 
 
 class OpenAIFormat(WireFormat):
