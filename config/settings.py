@@ -109,6 +109,8 @@ ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if 
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()
 ]
+# Browser origins allowed to call /v1 (API-key auth, never cookies): "*" or a comma-separated list.
+CORS_ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in env_str("CORS_ALLOWED_ORIGINS", "*").split(",") if o.strip()]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -56,13 +56,15 @@ def _too_large(limit: int) -> GatewayError:
     return GatewayError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large")
 
 
-def _headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+def encode_headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs from a dict (names lowercased)."""
     return [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()]
+
 
 
 async def send_json(send: Send, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> None:
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
-    await send({"type": "http.response.start", "status": status, "headers": [JSON, *_headers(headers or {})]})
+    await send({"type": "http.response.start", "status": status, "headers": [JSON, *encode_headers(headers or {})]})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -71,7 +73,7 @@ async def send_error(send: Send, error: GatewayError, headers: dict[str, str] | 
 
 
 async def start_sse(send: Send, headers: dict[str, str]) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *_headers(headers)]})
+    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *encode_headers(headers)]})
 
 
 def sse_event(payload: bytes) -> bytes:

@@ -118,6 +118,10 @@ class MemoryStore:
     async def renew(self, holds: list[str]) -> None:
         pass
 
+    async def key_usage(self, key_id: str, db_usage: int) -> tuple[int, int]:
+        """(usage, reserved in flight) of a key, nano-dollars."""
+        return self.usage.get(key_id, db_usage), self.reserved.get(key_id, 0)
+
     async def config_version(self, org_id: str) -> int:
         return events.local_config_version(org_id)
 
@@ -333,6 +337,12 @@ class RedisStore:
 
     async def config_version(self, org_id: str) -> int:
         return int(await async_client().get(events.CONFIG_VERSION_KEY.format(org_id)) or 0)
+
+    async def key_usage(self, key_id: str, db_usage: int) -> tuple[int, int]:
+        """(usage, reserved in flight) of a key, nano-dollars; the database's usage until the
+        store has counted for it."""
+        usage, reserved = await async_client().mget([f"{PREFIX}usage:{key_id}", f"{PREFIX}res:{key_id}"])
+        return (db_usage if usage is None else int(usage)), int(reserved or 0)
 
     async def _settle_backlog(self) -> None:
         backlog, self._unsettled = self._unsettled, []

@@ -12,10 +12,11 @@ from django.db import DatabaseError
 from core import events
 from core.hashing import sha256_hex
 from core.ids import random_string
-from gateway import catalog, chat, http, routing, usagelog
+from gateway import catalog, chat, cors, http, routing, usagelog
 from gateway.allow import key_refusal
 from gateway.errors import GatewayError
 from gateway.keys import SnapshotCache
+from gateway.pricing import from_nanos, to_nanos
 from gateway.snapshot import KeySnapshot
 from gateway.store import MemoryStore, get_store
 from gateway.throttle import FailureThrottle
@@ -83,6 +84,23 @@ def models_list(snapshot: KeySnapshot) -> dict[str, Any]:
     return {"object": "list", "data": [e for e in (model_entry(snapshot, m) for m in ids) if e is not None]}
 
 
+async def key_state(snapshot: KeySnapshot) -> dict[str, Any]:
+    """GET /v1/key: this key's own state, money as decimal strings of USD. The usage counts
+    what the spend store has counted (ahead of the database); `remaining` also takes off what
+    requests in flight hold. Period limits, rate limits and expiry are null until a key has them."""
+    usage, reserved = await get_store().key_usage(snapshot.key_id, to_nanos(snapshot.usage))
+    limit = snapshot.limit_nanos
+    return {
+        "id": snapshot.key_id,
+        "projectId": snapshot.project_id,
+        "usageLimit": None if limit is None else str(from_nanos(limit).normalize()),
+        "usage": str(from_nanos(usage).normalize()),
+        "remaining": None if limit is None else str(from_nanos(max(limit - usage - reserved, 0)).normalize()),
+        "periodUsageLimit": None, "periodUsage": None, "periodResetsAt": None,
+        "rateLimitRpm": None, "rateLimitTpm": None, "expiresAt": None,
+    }
+
+
 def _one_model(snapshot: KeySnapshot, model: str) -> dict[str, Any]:
     entry = model_entry(snapshot, model)
     if entry is None:
@@ -148,6 +166,13 @@ class GatewayApp:
     async def __call__(self, scope: http.Scope, receive: http.Receive, send: http.Send) -> None:
         self.ensure_started()
         path, method = scope["path"].rstrip("/"), scope["method"]
+        origin = cors.allowed_origin(scope)
+        if method == "OPTIONS":  # a preflight: answered before anything else, without a key
+            preflight = cors.preflight_headers(scope, origin) if origin else {"allow": cors.METHODS}
+            await send({"type": "http.response.start", "status": 204, "headers": http.encode_headers(preflight)})
+            return await send({"type": "http.response.body", "body": b""})
+        if origin:
+            send = cors.with_cors(send, origin)
         request_id = http.header(scope, b"x-request-id") or ""
         if not REQUEST_ID.match(request_id):
             request_id = "req_" + random_string(20)
@@ -157,6 +182,11 @@ class GatewayApp:
                 if method != "POST":
                     raise GatewayError(405, "Use POST for /v1/chat/completions.", "method_not_allowed")
                 return await self.chat_completions(scope, receive, send, request_id)
+            if path == "/v1/key":
+                if method != "GET":
+                    raise GatewayError(405, "Use GET for /v1/key.", "method_not_allowed")
+                snapshot = _known(await self._fresh(scope, await self._snapshot(scope)))
+                return await http.send_json(send, 200, {"data": await key_state(snapshot)}, headers)
             if path == "/v1/models" or path.startswith("/v1/models/"):
                 if method != "GET":
                     raise GatewayError(405, "Use GET for /v1/models.", "method_not_allowed")
