@@ -36,7 +36,7 @@ def test_an_answer_to_a_browser_carries_the_cors_headers_and_exposes_the_gateway
     assert "x-gateway-cost" in response.headers["access-control-expose-headers"]
 
 
-def test_only_listed_origins_are_allowed(settings, rf):
+def test_only_listed_origins_are_allowed(settings):
     settings.CORS_ALLOWED_ORIGINS = ["https://app.example"]
     scope = {"headers": [(b"origin", b"https://app.example")]}
     assert cors.allowed_origin(scope) == "https://app.example"
