@@ -32,7 +32,9 @@ GENAI_PROVIDERS = {
     "together-ai": "together",
 }
 # genai-prices' `google` also prices Claude on Vertex AI; Google AI Studio serves only these.
-_GOOGLE_AI_STUDIO_MODEL = re.compile(r"^(models/)?(gemini|gemma|learnlm)", re.IGNORECASE)
+_GOOGLE_AI_STUDIO_MODEL = re.compile(r"^(models/)?(gemini|gemma|learnlm|text-embedding|embedding-)", re.IGNORECASE)
+# Providers the gateway asks for embeddings (POST /v1/embeddings).
+EMBEDDING_PROVIDERS = ("openai", "google-ai-studio", "mistral", "together-ai")
 
 # A model's maximum output tokens, by id (first match wins), from each provider's model
 # documentation. Unknown models get DEFAULT_MAX_OUTPUT: an upper bound, so a reservation
@@ -274,6 +276,48 @@ def custom_offer(name: str, model: str, price: tuple[Decimal, Decimal] | None = 
     provider, and the request is logged at 0)."""
     return Offer("custom", model, model, flat_price(*price) if price else None, 0, DEFAULT_MAX_OUTPUT,
                  custom_name=name, ids=frozenset({model}))
+
+
+# --- embeddings -----------------------------------------------------------------------------------
+
+
+def _embedding_price(input_price: Decimal) -> Price:
+    return Price(Rate(input_price), Rate(Decimal(0)), Rate(input_price), Rate(input_price))
+
+
+@lru_cache(maxsize=1024)  # bounded: ids come from clients
+def resolve_embedding(provider: str, model: str) -> Offer | None:
+    """An embedding model of one of EMBEDDING_PROVIDERS, priced per input token (it has no
+    output), or None when the price database does not know it."""
+    if provider not in EMBEDDING_PROVIDERS:
+        return None
+    info = _genai_model(provider, model)
+    if info is None:
+        return None
+    prices = info.prices[0].prices if isinstance(info.prices, list) else info.prices
+    rate = _rate(prices.input_mtok)
+    if rate is None:
+        return None
+    price = Price(rate, Rate(Decimal(0)), rate, rate)
+    return Offer(provider, model, model, price, info.context_window or 0, 0, ids=frozenset({model, info.id}))
+
+
+@lru_cache(maxsize=1024)
+def embedding_offers(model: str) -> tuple[Offer, ...]:
+    """Every provider's offer of a bare embedding model id, cheapest first."""
+    found = [resolve_embedding(provider, model) for provider in EMBEDDING_PROVIDERS]
+    return tuple(sorted((o for o in found if o is not None), key=lambda o: (o.input_price, o.provider)))
+
+
+def unknown_embedding_offer(provider: str, model: str) -> Offer:
+    """A pinned embedding model the database does not know: passed through unpriced."""
+    return Offer(provider, model, model, None, 0, 0, ids=frozenset({model}))
+
+
+def custom_embedding_offer(name: str, model: str, price: tuple[Decimal, Decimal] | None = None) -> Offer:
+    """An embedding model of a custom provider, at its declared input price (USD per 1M tokens)."""
+    return Offer("custom", model, model, _embedding_price(price[0]) if price else None, 0, 0, custom_name=name,
+                 ids=frozenset({model}))
 
 
 # The models /v1/models lists for each provider: the database's, less what is not a chat model.

@@ -87,7 +87,8 @@ class Exchange:
     stream_bytes: int = 0
     max_tokens_sent: int | None = None
     saved: Decimal = Decimal(0)  # USD the provider's prompt cache saved (cached reads below the input price)
-    user: str = ""  # the request's `user`  # the output cap the gateway lowered the request to
+    user: str = ""  # the request's `user`
+    endpoint: str = "chat.completions"  # the API the client called (the usage log's `endpoint`)  # the output cap the gateway lowered the request to
     finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
     hold: str = field(default_factory=lambda: random_string(16))  # names its reservation in the store
     reservation: "Reservation | None" = None
@@ -144,6 +145,7 @@ class Exchange:
             reasoning_tokens=self.usage.reasoning_tokens,
             priced=c is None or self.cached_entry is not None or c.offer.priced,
             user=storable(self.user, 256),
+            endpoint=self.endpoint,
         )
 
 
@@ -297,7 +299,7 @@ async def conclude(exchange: Exchange) -> None:
     if exchange.concluded:
         return
     exchange.concluded = True
-    _price(exchange)
+    price(exchange)
     reservation = exchange.reservation or Reservation(_account(exchange.snapshot, False), 0)
     credits = exchange.cost.nanos if exchange.candidate and exchange.candidate.paid_with_credits else 0
     record = orjson.dumps(exchange.record())
@@ -314,7 +316,8 @@ async def _settle(store: RedisStore | MemoryStore, account: Account, hold: str, 
         log.warning("could not settle a reservation now; it will be retried", exc_info=True)
 
 
-def _price(exchange: Exchange) -> None:
+def price(exchange: Exchange) -> None:
+    """Sets the exchange's cost (and what the provider's prompt cache saved) from its usage."""
     c = exchange.candidate
     if c is not None and exchange.cached_entry is None:
         exchange.cost = cost_of(c.offer, exchange.usage, paid_with_credits=c.paid_with_credits)
@@ -369,7 +372,8 @@ def _capped(body: dict[str, Any], candidate: routing.Candidate, max_tokens: int 
     return {**body, name: max_tokens}
 
 
-def _response_headers(exchange: Exchange) -> dict[str, str]:
+def response_headers(exchange: Exchange) -> dict[str, str]:
+    """The gateway's headers on an answer: request id, provider, cache, cost (docs/api.md)."""
     headers = {"x-request-id": exchange.request_id}
     provider = exchange.served_by()[0]
     if provider:
@@ -396,15 +400,15 @@ async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.C
         raise GatewayError(502, f"The provider's answer could not be read: {e}", "upstream_error") from None
     exchange.usage, exchange.finish_reason = _or_estimate(usage, exchange, out), reason or ""
     exchange.first_byte_at = time.monotonic()
-    _price(exchange)
+    price(exchange)
     if isinstance(out.get("usage"), dict):  # what this request was billed, USD
         out["usage"]["cost"] = float(exchange.cost.total)
     payload = orjson.dumps(out)
     await conclude(exchange)  # recorded before the answer goes out
     # Marked before the last send: once it is out, the server reports the client gone.
     exchange.response_started = exchange.finished = True
-    await http.send_json(send, 200, payload, _response_headers(exchange))
-    await _store(exchange, {"body": payload.decode()})
+    await http.send_json(send, 200, payload, response_headers(exchange))
+    await keep(exchange, {"body": payload.decode()})
 
 
 async def _pump(exchange: Exchange, translator: StreamTranslator, response: aiohttp.ClientResponse, send: http.Send) -> None:
@@ -475,7 +479,7 @@ async def _answer_stream(
         model=exchange.candidate.offer.model, completion_id="chatcmpl-" + random_string(24),
         created=int(time.time()), include_usage=include_usage,
     )
-    await http.start_sse(send, _response_headers(exchange))
+    await http.start_sse(send, response_headers(exchange))
     exchange.response_started = True
     try:
         await _pump(exchange, translator, response, send)
@@ -488,7 +492,7 @@ async def _answer_stream(
         await conclude(exchange)  # recorded before the stream's last bytes
         exchange.finished = True
         await http.end_sse(send, DONE)
-        await _store(exchange, {"events": exchange.stream_events})
+        await keep(exchange, {"events": exchange.stream_events})
     except (GatewayError, UpstreamFormatError) as e:
         error = e if isinstance(e, GatewayError) else GatewayError(502, f"The provider sent an unreadable event: {e}", "upstream_error")
         exchange.fail(error)
@@ -502,7 +506,7 @@ async def _answer_stream(
         raise
     finally:
         exchange.finish_reason = exchange.finish_reason or translator.state.finish_reason or ""
-        _price(exchange)
+        price(exchange)
 
 
 # --- the handler ---------------------------------------------------------------------------------
@@ -540,7 +544,7 @@ async def _lookup(exchange: Exchange, raw: bytes, candidates: list[routing.Candi
     return cast(dict[str, Any] | None, entry)
 
 
-async def _store(exchange: Exchange, content: dict[str, Any]) -> None:
+async def keep(exchange: Exchange, content: dict[str, Any]) -> None:
     """Keeps a complete, successful answer for the project's cache duration."""
     if exchange.cache_status != "miss" or exchange.status != 200 or exchange.canceled:
         return
@@ -565,7 +569,7 @@ async def _replay(exchange: Exchange, entry: dict[str, Any], send: http.Send) ->
     exchange.finish_reason = entry.get("finish_reason") or ""
     exchange.first_byte_at = time.monotonic()
     await conclude(exchange)
-    headers = _response_headers(exchange)
+    headers = response_headers(exchange)
     exchange.response_started = True
     if "events" in entry:
         await http.start_sse(send, headers)
@@ -598,19 +602,9 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
     exchange.prompt_estimate = len(raw) // 4
     if exchange.stream and on_stream is not None:
         on_stream()
-    for attempt in range(3):
-        try:
-            candidates = _with_choices(await _candidates(exchange, body["model"]), body)  # IAM rules hold for hits too
-            entry = await _lookup(exchange, raw, candidates)
-            if entry is not None:
-                return await _replay(exchange, entry, send)
-            candidates = await reserve(exchange, candidates, body, len(raw))
-            break
-        except StaleSnapshot:
-            if reload is None or attempt == 2:
-                raise GatewayError(503, "The key's configuration is changing; try again.", "service_unavailable",
-                                   headers={"Retry-After": "1"}) from None
-            await _refresh(exchange, reload)
+    candidates = await admit(exchange, raw, body, send, reload)
+    if candidates is None:
+        return  # answered from the cache
     wire, response = await _open(exchange, candidates, body)
     try:
         if exchange.stream:
@@ -622,11 +616,35 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
         response.close()
 
 
-async def _candidates(exchange: Exchange, model: str) -> list[routing.Candidate]:
+Route = Callable[[KeySnapshot, str], list[routing.Candidate]]
+
+
+async def admit(exchange: Exchange, raw: bytes, body: dict[str, Any], send: http.Send, reload: "Reload | None",
+                route: Route = routing.candidates) -> list[routing.Candidate] | None:
+    """Who may serve the request (`route`: chat or embeddings), then the cached answer (sent
+    here: None is returned) or the reservation (the candidates it covers are returned). The
+    decision is taken again on a fresh snapshot when the organization's configuration moved on."""
+    for attempt in range(3):
+        try:
+            candidates = _with_choices(await _candidates(exchange, body["model"], route), body)  # IAM rules hold for hits too
+            entry = await _lookup(exchange, raw, candidates)
+            if entry is not None:
+                await _replay(exchange, entry, send)
+                return None
+            return await reserve(exchange, candidates, body, len(raw))
+        except StaleSnapshot:
+            if reload is None or attempt == 2:
+                raise GatewayError(503, "The key's configuration is changing; try again.", "service_unavailable",
+                                   headers={"Retry-After": "1"}) from None
+            await _refresh(exchange, reload)
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+async def _candidates(exchange: Exchange, model: str, route: Route) -> list[routing.Candidate]:
     """Routing's answer; a refusal is given only on a snapshot that is current (it may be
     the key's provider key that was just added: then StaleSnapshot)."""
     try:
-        return routing.candidates(exchange.snapshot, model)
+        return route(exchange.snapshot, model)
     except GatewayError:
         if await get_store().config_version(exchange.snapshot.org_id) > exchange.snapshot.config_version:
             raise StaleSnapshot() from None
@@ -650,6 +668,6 @@ async def error_during(exchange: Exchange, error: GatewayError, send: http.Send)
     already_finished, exchange.finished = exchange.finished, True
     if not exchange.response_started:
         exchange.response_started = True
-        await http.send_error(send, error, _response_headers(exchange))
+        await http.send_error(send, error, response_headers(exchange))
     elif exchange.stream and not already_finished:
         await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))

@@ -78,7 +78,24 @@ def candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
 def usable(snapshot: KeySnapshot, model: str) -> list[Candidate]:
     """Every provider that may serve `model` for this key now, cheapest first; raises the
     GatewayError saying why none can (404 unknown model, 403 IAM rules, 400 no key)."""
-    offers = offers_for(snapshot, model)
+    return _choose(snapshot, model, offers_for(snapshot, model))
+
+
+def embedding_candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
+    """The providers to try for an embeddings request, as `candidates` does for chat."""
+    prefix, slash, rest = model.partition("/")
+    if slash and prefix in PROVIDERS and prefix != "custom":
+        known = catalog.resolve_embedding(prefix, rest) if rest else None
+        unknown = catalog.unknown_embedding_offer(prefix, rest) if rest and prefix in catalog.EMBEDDING_PROVIDERS else None
+        offers = [o for o in (known or unknown,) if o is not None]
+    elif slash and prefix in snapshot.custom_keys:
+        offers = [catalog.custom_embedding_offer(prefix, rest, snapshot.custom_keys[prefix].prices.get(rest))] if rest else []
+    else:
+        offers = list(catalog.embedding_offers(model))
+    return _choose(snapshot, model, offers)[: 1 + settings.UPSTREAM_MAX_RETRIES]
+
+
+def _choose(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> list[Candidate]:
     if not offers:
         raise _not_found(model)
     allowed = [o for o in offers if iam.allows(snapshot.rules, o)]

@@ -4,6 +4,7 @@ and the process's background work (events, usage log flushing)."""
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,7 @@ from django.db import DatabaseError
 from core import events
 from core.hashing import sha256_hex
 from core.ids import random_string
-from gateway import catalog, chat, cors, http, routing, usagelog
+from gateway import catalog, chat, cors, embeddings, http, routing, usagelog
 from gateway.allow import key_refusal
 from gateway.errors import GatewayError
 from gateway.keys import SnapshotCache
@@ -109,6 +110,9 @@ def _one_model(snapshot: KeySnapshot, model: str) -> dict[str, Any]:
     return entry
 
 
+Handler = Callable[[chat.Exchange, bytes, http.Send, Callable[[], None], chat.Reload], Awaitable[None]]
+
+
 class GatewayApp:
     def __init__(self) -> None:
         self.snapshots = SnapshotCache()
@@ -181,7 +185,11 @@ class GatewayApp:
             if path == "/v1/chat/completions":
                 if method != "POST":
                     raise GatewayError(405, "Use POST for /v1/chat/completions.", "method_not_allowed")
-                return await self.chat_completions(scope, receive, send, request_id)
+                return await self.serve(scope, receive, send, request_id, chat.handle)
+            if path == "/v1/embeddings":
+                if method != "POST":
+                    raise GatewayError(405, "Use POST for /v1/embeddings.", "method_not_allowed")
+                return await self.serve(scope, receive, send, request_id, embeddings.handle)
             if path == "/v1/key":
                 if method != "GET":
                     raise GatewayError(405, "Use GET for /v1/key.", "method_not_allowed")
@@ -232,7 +240,11 @@ class GatewayApp:
             return await self._reload(scope)
         return snapshot
 
-    async def chat_completions(self, scope: http.Scope, receive: http.Receive, send: http.Send, request_id: str) -> None:
+    async def serve(self, scope: http.Scope, receive: http.Receive, send: http.Send, request_id: str,
+                    handler: Handler) -> None:
+        """One request of an API endpoint (`handler`: chat.handle or embeddings.handle), with
+        what they share: the key's checks, the body's size cap, the in-flight registry the
+        project-deletion stop uses, errors in OpenAI's shape, and the usage record once."""
         # A request of a known key is logged whatever happens to it, refusals included.
         snapshot = _known(await self._snapshot(scope))
         exchange = chat.Exchange(
@@ -252,7 +264,7 @@ class GatewayApp:
                 exchange.snapshot = snapshot = _known(await self._fresh(scope, snapshot))
             _check_access(snapshot)
             raw = await http.read_body(scope, receive, settings.GATEWAY_MAX_BODY_BYTES)
-            await chat.handle(exchange, raw, send, on_stream=watch, reload=lambda: self._reload(scope))
+            await handler(exchange, raw, send, watch, lambda: self._reload(scope))
         except GatewayError as e:
             await chat.error_during(exchange, e, send)
         except ConnectionResetError:
@@ -263,7 +275,7 @@ class GatewayApp:
             task.uncancel()
             await self._canceled(exchange, send)
         except Exception:
-            log.exception("unexpected error in /v1/chat/completions")
+            log.exception("unexpected error in %s", scope["path"])
             await chat.error_during(exchange, GatewayError(502, "The gateway failed to handle this request.", "upstream_error"), send)
         finally:
             for watcher in watchers:
