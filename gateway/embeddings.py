@@ -44,7 +44,7 @@ def validate(body: Any) -> None:
     if not isinstance(model, str) or not model.strip() or len(model) > 256:
         raise _bad("model", "an embedding model id is required, e.g. 'text-embedding-3-small'")
     value = body.get("input")
-    texts = [value] if isinstance(value, str) or _is_tokens(value) else value
+    texts = [value] if isinstance(value, str) or (_is_tokens(value) and value) else value
     if not isinstance(texts, list) or not texts or len(texts) > MAX_INPUTS:
         raise _bad("input", f"must be a string, a list of 1 to {MAX_INPUTS} strings, or token arrays")
     for i, item in enumerate(texts):
@@ -61,7 +61,7 @@ def validate(body: Any) -> None:
 
 def _inputs(body: dict[str, Any]) -> list[Any]:
     value = body["input"]
-    return [value] if isinstance(value, str) or _is_tokens(value) else value
+    return [value] if isinstance(value, str) or (_is_tokens(value) and value) else value
 
 
 # --- Google AI Studio ---------------------------------------------------------------------------
