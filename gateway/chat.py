@@ -213,7 +213,7 @@ async def reserve(
             admission = await _reserve(exchange, account, bound.cost.nanos)
     if admission.outcome != OK and requested_output(body) is None:
         fit = _fitting(candidates, body, size, admission.remaining)
-        if fit >= MIN_OUTPUT:
+        if fit >= _least_output(candidates, body):
             lowered = _worst(candidates, body, size, fit)
             retried = await _reserve(exchange, account, lowered.cost.nanos)
             if retried.outcome == OK:
@@ -226,6 +226,14 @@ async def reserve(
     if admission.held:
         ACTIVE_HOLDS.add(exchange.hold)
     return candidates
+
+
+def _least_output(candidates: list[routing.Candidate], body: dict[str, Any]) -> int:
+    """The fewest output tokens worth sending a request with: MIN_OUTPUT, or, for Claude with
+    a reasoning effort, more than its smallest thinking budget (1,024 tokens: Anthropic's
+    extended thinking guide)."""
+    thinking = body.get("reasoning_effort") not in (None, "none")
+    return 1_025 if thinking and any(c.wire_format == "anthropic" for c in candidates) else MIN_OUTPUT
 
 
 def _fitting(candidates: list[routing.Candidate], body: dict[str, Any], size: int, budget: int) -> int:
@@ -241,18 +249,18 @@ def _refusal(admission: "Admitted", candidates: list[routing.Candidate], body: d
     would fit. `usage_limit_reached` only when the key has nothing left."""
     left = max(admission.remaining, 0)
     fit = _fitting(candidates, body, size, left)
-    worst = (f"This request could cost up to ${from_nanos(bound.cost.nanos)} ({bound.prompt_tokens} prompt tokens and "
+    worst = (f"This request could cost up to ${from_nanos(bound.cost.nanos):f} ({bound.prompt_tokens} prompt tokens and "
              f"{bound.choices} × {bound.output_tokens} output tokens at most)")
     advice = (f"Set max_tokens to {fit} or less to fit." if fit >= MIN_OUTPUT
               else f"Not even {MIN_OUTPUT} output tokens fit: shorten the prompt")
     if admission.outcome == INSUFFICIENT_CREDITS:
         return GatewayError(
-            402, f"{worst}; the organization's credits have ${from_nanos(left)} left. {advice}"
+            402, f"{worst}; the organization's credits have ${from_nanos(left):f} left. {advice}"
             f"{'' if fit >= MIN_OUTPUT else ', or add credits or a provider key.'}", "insufficient_credits")
     if left <= 0:
         return GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
     return GatewayError(
-        402, f"{worst}; this API key has ${from_nanos(left)} left of its usage limit. {advice}"
+        402, f"{worst}; this API key has ${from_nanos(left):f} left of its usage limit. {advice}"
         f"{'' if fit >= MIN_OUTPUT else ', or raise the key usage limit.'}", "usage_limit_insufficient",
         param="max_tokens")
 
@@ -363,13 +371,18 @@ def _with_choices(candidates: list[routing.Candidate], body: dict[str, Any]) -> 
 
 
 def _capped(body: dict[str, Any], candidate: routing.Candidate, max_tokens: int | None) -> dict[str, Any]:
-    """The body with the output cap the gateway lowered it to: OpenAI's reasoning models take
-    only `max_completion_tokens`, other OpenAI-compatible hosts `max_tokens` (the translating
-    formats read either)."""
+    """The body with the output cap the reservation counted: the one the gateway lowered it to,
+    or the client's. OpenAI's reasoning models take only `max_completion_tokens`; other
+    OpenAI-compatible hosts (DeepSeek, Mistral, Together, …) read `max_tokens`, so a client's
+    `max_completion_tokens` is sent to them as `max_tokens` too (the translating formats read
+    either)."""
+    openai = candidate.offer.provider == "openai"
     if max_tokens is None:
-        return body
-    name = "max_completion_tokens" if candidate.offer.provider == "openai" else "max_tokens"
-    return {**body, name: max_tokens}
+        asked = requested_output(body)
+        if openai or candidate.wire_format != "openai" or asked is None or body.get("max_tokens") == asked:
+            return body
+        return {**body, "max_tokens": asked}
+    return {**body, "max_completion_tokens" if openai else "max_tokens": max_tokens}
 
 
 def response_headers(exchange: Exchange) -> dict[str, str]:

@@ -7,8 +7,11 @@ The bound (`worst_case`) holds for any input:
   than one byte; the JSON around the text (roles, keys) covers the per-message overhead, and
   tools and schemas are in the body too. TOOLS_OVERHEAD adds the system prompt a provider
   writes around tool definitions (Anthropic's tool-use prompt is a few hundred tokens).
-- each picture, audio clip or document at the provider's per-item maximum (MEDIA), in place
-  of its bytes; the prompt never counts more than the model's context length.
+- each picture, audio clip or document at the provider's per-item maximum, in place of its
+  bytes (an image_url that points at a PDF, video or audio counts as a document: the whole
+  context); the prompt never counts more than the model's context length (+10%).
+- tool-call arguments and tool results at the length the translating formats write them
+  (they parse and write the JSON again, and numbers can come out longer).
 - every prompt token at the highest of its prices: the input price, or, when the request
   asks for prompt caching (`cache_control`), the cache-write price if that is higher, or,
   when it carries audio, the audio input price if that is higher (audio to a model whose
@@ -17,10 +20,12 @@ The bound (`worst_case`) holds for any input:
 """
 
 import math
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import orjson
 from django.conf import settings
 
 from gateway.catalog import Offer, Price
@@ -127,12 +132,21 @@ class Media:
     documents: int = 0
 
 
+# What an image_url may point at besides a picture: Gemini reads PDFs, video and audio behind a
+# URL or a data: URL, and bills them by page or second, not as a picture.
+_NOT_PICTURE = re.compile(r"^data:(application|audio|video|text)/|\.(pdf|mp3|wav|aac|ogg|flac|m4a|mp4|mpeg|mov|avi|"
+                          r"webm|wmv|flv|3gp|txt|html|csv)(\?|#|$)", re.IGNORECASE)
+
+
 def _part_media(part: dict[str, Any]) -> Media:
     kind = part.get("type")
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
-        return Media(bytes=len(url) if isinstance(url, str) else 0, images=1)
+        size = len(url) if isinstance(url, str) else 0
+        if isinstance(url, str) and _NOT_PICTURE.search(url[:200] if url.startswith("data:") else url):
+            return Media(bytes=size, documents=1)  # counted as a document: the whole context
+        return Media(bytes=size, images=1)
     if kind == "input_audio":
         audio = part.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
@@ -166,9 +180,30 @@ def _image_tokens(offer: Offer) -> int:
     return _IMAGE_TOKENS.get(offer.provider, _IMAGE_TOKENS[""])
 
 
+def _rewritten_growth(body: dict[str, Any]) -> int:
+    """Bytes the translating formats add when they parse tool-call arguments and tool results
+    and write them out again (`1e15` becomes `1000000000000000.0`): counted on top of the body."""
+    growth = 0
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        texts = [call.get("function", {}).get("arguments") for call in message.get("tool_calls") or ()
+                 if isinstance(call, dict) and isinstance(call.get("function"), dict)]
+        if message.get("role") == "tool":
+            texts.append(message.get("content"))
+        for text in texts:
+            if isinstance(text, str) and text[:1] in ("{", "["):
+                try:
+                    growth += max(0, len(orjson.dumps(orjson.loads(text))) - len(text.encode()))
+                except orjson.JSONDecodeError:
+                    pass
+    return growth
+
+
 def prompt_bound(offer: Offer, body: dict[str, Any], body_size: int, media: Media | None = None) -> int:
     """The most prompt tokens the provider can bill for this request (module docstring)."""
     media = media or media_of(body)
+    body_size += _rewritten_growth(body)
     # A provider refuses a prompt over the context length rather than bill it; 10% above the
     # database's figure, in case it rounds a model's window down.
     context = (offer.context_length or 0) * 11 // 10
@@ -184,9 +219,11 @@ def prompt_bound(offer: Offer, body: dict[str, Any], body_size: int, media: Medi
 
 
 def requested_output(body: dict[str, Any]) -> int | None:
-    """The client's own output cap (`max_completion_tokens`, else `max_tokens`), if any."""
-    asked = body.get("max_completion_tokens") or body.get("max_tokens")
-    return asked if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0 else None
+    """The client's own output cap, if any: the larger of `max_completion_tokens` and
+    `max_tokens` when both are given (a host may read either)."""
+    asked = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens"))
+             if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    return max(asked) if asked else None
 
 
 def output_cap(offer: Offer, body: dict[str, Any]) -> int:

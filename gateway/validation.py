@@ -68,6 +68,8 @@ _OPTIONAL: list[tuple[str, Callable[[Any], bool], str]] = [
     ("n", lambda v: _is_int(v) and 1 <= v <= 128, "must be an integer from 1 to 128"),
     ("seed", _is_int, "must be an integer"),
     ("user", lambda v: isinstance(v, str), "must be a string"),
+    ("reasoning_effort", lambda v: v in ("none", "minimal", "low", "medium", "high"),
+     "must be one of none, minimal, low, medium, high"),
     ("stop", lambda v: isinstance(v, str) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(s, str) for s in v)),
      "must be a string or a list of up to 4 strings"),
     ("tools", lambda v: isinstance(v, list) and all(

@@ -11,11 +11,16 @@ The fake runs an aiohttp server in its own event loop on a daemon thread, bound 
         fake.fail("status", provider="openai", status=429, headers={"Retry-After": "3"})
         ...
         fake.calls_for("openai")[-1].body
+        fake.bill_most = True        # report the most a real provider could bill (most_billed)
 
 The wire format is chosen by the path, never by the provider name: any POST path ending
 in /chat/completions speaks OpenAI, /v1/messages speaks Anthropic and
 /models/{model}:generateContent|streamGenerateContent speaks Google. The first path
 segment is the "provider" the fake records and matches faults against.
+
+With `bill_most`, every answer reports, in the provider's own usage shape (streamed or
+not), the most that provider could bill for the request it received, whatever `usage` says:
+see most_billed().
 
 Tests use the `fake_upstream` fixture (one server per test session, reset before and
 after every test) or `fake_upstream_server` (the same server, not reset: for
@@ -42,6 +47,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway.catalog import max_output_of, resolve
+from gateway.pricing import _IMAGE_TOKENS, AUDIO_TOKENS_PER_BYTE, TOOLS_OVERHEAD
+
 DEFAULT_REPLY = "Hello from the fake upstream."
 TOOL_ARGUMENTS = {"city": "Paris"}
 
@@ -55,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "models": None,  # None: a few realistic ids per wire format
     "strict": True,  # reject requests a real provider would reject (see _check_request)
     "google_sse_crlf": True,  # Google separates its SSE events with \r\n\r\n
+    "bill_most": False,  # report most_billed() of each request instead of `usage`
 }
 
 DEFAULT_MODELS = {
@@ -151,6 +160,7 @@ class _Reply:
     prompt_tokens: int
     completion_tokens: int
     usage_mode: str | None = None  # a bad_usage mode
+    cache_write_tokens: int = 0  # of prompt_tokens: Anthropic's cache_creation_input_tokens
     include_usage: bool = False  # OpenAI stream_options.include_usage
     sse: bool = True  # Google: alt=sse; otherwise a streamed JSON array
     crlf: bool = True
@@ -380,9 +390,11 @@ class _Anthropic:
 
     def usage(self, r: _Reply, output: Any = None) -> Any:
         p, c = _counts(r.usage_mode, r.prompt_tokens, r.completion_tokens)
+        written = r.cache_write_tokens if r.usage_mode is None else 0
+        # Anthropic's input_tokens leaves out the cache writes, counted apart.
         return _usage_obj(r.usage_mode, {
-            "input_tokens": p,
-            "cache_creation_input_tokens": 0,
+            "input_tokens": p - written if written else p,
+            "cache_creation_input_tokens": written,
             "cache_read_input_tokens": 0,
             "output_tokens": c if output is None or c is _MISSING or r.usage_mode else output,
         })
@@ -568,6 +580,187 @@ def _wire_for_name(provider: str) -> str:
     if provider.startswith("google") or provider.startswith("gemini"):
         return "google"
     return "openai"
+
+
+# ---------------------------------------------------------------------------------------
+# The most a provider could bill (bill_most)
+
+
+@dataclass(frozen=True)
+class MostBilled:
+    """Token counts of the costliest answer a provider could give a request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cache_write_tokens: int = 0  # of prompt_tokens
+
+
+# Where each wire format keeps the prompt (tools and answer schemas are counted apart).
+_PROMPT_FIELDS = {"openai": ("messages",), "anthropic": ("system", "messages"), "google": ("systemInstruction", "contents")}
+# Structured values the model reads as JSON (tool calls and their results): counted whole, keys too.
+_JSON_VALUES = {"arguments", "input", "args", "response"}
+
+
+@dataclass
+class _Tally:
+    text: int = 0  # UTF-8 bytes
+    images: int = 0
+    audio_tokens: int = 0
+    documents: int = 0
+    caching: bool = False
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _audio_tokens(base64_data: Any) -> int:
+    """As gateway/pricing.py counts a clip: 32 tokens per 640 bytes of decoded audio."""
+    size = len(base64_data) if isinstance(base64_data, str) else 0
+    return math.ceil((size * 3 // 4 + 3) * AUDIO_TOKENS_PER_BYTE)
+
+
+def _google_media(holder: dict) -> tuple[str, int]:
+    """Gemini reads an inline or linked file by its MIME type: pictures, audio, or else a
+    document or video (priced as the whole context, the most it can be)."""
+    mime = str(holder.get("mimeType") or holder.get("mime_type") or "image/")
+    if mime.startswith("image/"):
+        return "image", 0
+    if mime.startswith("audio/") and "data" in holder:
+        return "audio", _audio_tokens(holder.get("data"))
+    return "document", 0
+
+
+def _media(wire: str, node: dict) -> tuple[str, int] | None:
+    """(kind, audio tokens) when the node is a media item of the wire format, else None."""
+    kind = node.get("type")
+    if wire == "openai":
+        if kind == "image_url":
+            return "image", 0
+        if kind == "input_audio":
+            audio = node.get("input_audio")
+            return "audio", _audio_tokens(audio.get("data") if isinstance(audio, dict) else None)
+        if kind == "file":
+            return "document", 0
+    elif wire == "anthropic":
+        if kind == "image":  # Anthropic refuses an image block that is not a picture
+            return "image", 0
+        if kind == "document":
+            return "document", 0
+    elif wire == "google":
+        for name in ("inlineData", "inline_data", "fileData", "file_data"):
+            if isinstance(node.get(name), dict):
+                return _google_media(node[name])
+    return None
+
+
+def _tally(wire: str, node: Any, tally: _Tally) -> None:
+    """Counts the text a prompt holds: every string's UTF-8 bytes (JSON keys and framing left
+    out), tool calls and results as their JSON, media items apart."""
+    if isinstance(node, str):
+        tally.text += _utf8(node)
+    elif isinstance(node, list):
+        for item in node:
+            _tally(wire, item, tally)
+    elif isinstance(node, dict):
+        media = _media(wire, node)
+        if media is not None:
+            kind, audio = media
+            tally.images += kind == "image"
+            tally.documents += kind == "document"
+            tally.audio_tokens += audio
+            return
+        for key, value in node.items():
+            if key == "cache_control":  # an instruction to the provider, not prompt text
+                tally.caching = True
+            elif key in _JSON_VALUES and isinstance(value, (dict, list)):
+                tally.text += _utf8(_dumps(value))
+            else:
+                _tally(wire, value, tally)
+
+
+def _image_tokens(wire: str, provider: str, model: str) -> int:
+    """gateway/pricing.py's per-picture maximum for the provider (gpt-4o-mini's own)."""
+    if provider == "openai" and "mini" in model and "4o" in model:
+        return _IMAGE_TOKENS["openai-mini"]
+    if provider not in _IMAGE_TOKENS:  # a fake path named otherwise: go by the wire format
+        provider = {"anthropic": "anthropic", "google": "google-ai-studio"}.get(wire, provider)
+    return _IMAGE_TOKENS.get(provider, _IMAGE_TOKENS[""])
+
+
+def _output_schema(wire: str, body: dict) -> Any:
+    """The JSON schema the answer must follow, if the request sets one."""
+    if wire == "openai":
+        return body.get("response_format") or None
+    if wire == "google" and isinstance(body.get("generationConfig"), dict):
+        config = body["generationConfig"]
+        return config.get("responseJsonSchema") or config.get("responseSchema")
+    return None
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _output(wire: str, model: str, body: dict) -> int:
+    """Output tokens at most: the request's cap (the larger, when it carries two), else the
+    model's maximum; times the choices asked for (OpenAI `n`, Gemini candidateCount)."""
+    if wire == "google":
+        config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
+        caps = [_positive(config.get("maxOutputTokens"))]
+        choices = _positive(config.get("candidateCount")) or 1
+    else:
+        caps = [_positive(body.get("max_tokens")), _positive(body.get("max_completion_tokens"))]
+        choices = (_positive(body.get("n")) or 1) if wire == "openai" else 1
+    cap = max((c for c in caps if c is not None), default=None)
+    return (cap if cap is not None else max_output_of(model)) * choices
+
+
+def most_billed(wire: str | None, provider: str, model: str, body: Any) -> MostBilled:
+    """The most a provider could bill for `body`, the request it received in its own wire
+    format ("openai" | "anthropic" | "google") from the first path segment `provider`:
+
+    - prompt: one token per UTF-8 byte of the text it holds (messages, system, and tools
+      and an answer's JSON schema as their JSON, plus TOOLS_OVERHEAD for the prompt a
+      provider writes around tools);
+      each picture at gateway.pricing's per-item maximum for the provider, each audio clip
+      at 32 tokens per 640 bytes, each document at the whole context; never more than the
+      context length (10% over the catalog's figure), which a provider refuses beyond.
+    - output: the cap the request carries, else the model's maximum (catalog.max_output_of),
+      times the choices asked for.
+    - Anthropic, when any cache_control is in the request: every prompt token as a cache
+      write (the costliest way).
+    """
+    if wire not in _PROMPT_FIELDS or not isinstance(body, dict):
+        return MostBilled(0, 0)
+    tally = _Tally()
+    for name in _PROMPT_FIELDS[wire]:
+        _tally(wire, body.get(name), tally)
+    tools = body.get("tools")
+    if tools:
+        probe = _Tally()
+        _tally(wire, tools, probe)  # only to see a cache_control on a tool
+        tally.caching = tally.caching or probe.caching
+        tally.text += _utf8(_dumps(tools)) + TOOLS_OVERHEAD
+    schema = _output_schema(wire, body)
+    if schema is not None:  # structured output: the provider puts the schema in the prompt
+        tally.text += _utf8(_dumps(schema))
+    offer = resolve(provider, model) if provider and model else None
+    context = (offer.context_length if offer is not None else 0) * 11 // 10
+    prompt = tally.text + tally.images * _image_tokens(wire, provider, model) + tally.audio_tokens
+    prompt += tally.documents * (context or 1_000_000)
+    if context:
+        prompt = min(prompt, context)
+    written = prompt if wire == "anthropic" and tally.caching else 0
+    return MostBilled(prompt, _output(wire, model, body), written)
+
+
+def answer_reporting(wire: str, model: str, most: MostBilled) -> dict:
+    """The provider's whole (not streamed) answer reporting `most`, as bill_most sends it."""
+    reply = _Reply(wire=wire, model=model, id="fake", created=0, pieces=[DEFAULT_REPLY], tool=None,
+                   prompt_tokens=most.prompt_tokens, completion_tokens=most.completion_tokens,
+                   cache_write_tokens=most.cache_write_tokens)
+    return _WIRES[wire].completion(reply)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1010,6 +1203,11 @@ class FakeUpstream:
         ids = {"openai": f"chatcmpl-{suffix}", "anthropic": f"msg_01{suffix}", "google": suffix}
         model = call.model or "unknown-model"
         prompt_tokens, completion_tokens = self.usage
+        cache_write_tokens = 0
+        if self.bill_most:
+            most = most_billed(call.wire, call.provider, model, body)
+            prompt_tokens, completion_tokens = most.prompt_tokens, most.completion_tokens
+            cache_write_tokens = most.cache_write_tokens
         tool_name = wire.tool_name(body) if call.endpoint == "generate" else None
         kind = fault.kind if fault else None
         if kind == "huge_stream":
@@ -1037,6 +1235,7 @@ class FakeUpstream:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             usage_mode=fault.options["mode"] if kind == "bad_usage" else None,
+            cache_write_tokens=cache_write_tokens,
             include_usage=bool(stream_options.get("include_usage")),
             sse=request.query.get("alt") == "sse",
             crlf=self.google_sse_crlf,
