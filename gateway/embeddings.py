@@ -22,14 +22,11 @@ from gateway.errors import GatewayError
 from gateway.providers import PROVIDERS
 from gateway.tokens import Usage, clean_count
 from gateway.upstream import UpstreamFailure, open_response, read_json
+from gateway.validation import bad_param, check_model
 from gateway.wire import for_format
 from gateway.wire.base import UpstreamCall
 
 MAX_INPUTS = 2048  # OpenAI's limit of inputs per request
-
-
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(400, f"Invalid '{param}': {message}", "invalid_request_error", param=param)
 
 
 def _is_tokens(value: Any) -> bool:
@@ -38,25 +35,21 @@ def _is_tokens(value: Any) -> bool:
 
 def validate(body: Any) -> None:
     """OpenAI's embeddings parameters, each problem a 400 naming it."""
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The request body must be a JSON object.", "invalid_request_error")
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 256:
-        raise _bad("model", "an embedding model id is required, e.g. 'text-embedding-3-small'")
+    check_model(body, "'text-embedding-3-small'")
     value = body.get("input")
     texts = [value] if isinstance(value, str) or (_is_tokens(value) and value) else value
     if not isinstance(texts, list) or not texts or len(texts) > MAX_INPUTS:
-        raise _bad("input", f"must be a string, a list of 1 to {MAX_INPUTS} strings, or token arrays")
+        raise bad_param("input", f"must be a string, a list of 1 to {MAX_INPUTS} strings, or token arrays")
     for i, item in enumerate(texts):
         if not (isinstance(item, str) and item) and not (_is_tokens(item) and item):
-            raise _bad(f"input[{i}]", "must be a non-empty string or array of token ids")
+            raise bad_param(f"input[{i}]", "must be a non-empty string or array of token ids")
     if body.get("encoding_format") not in (None, "float", "base64"):
-        raise _bad("encoding_format", "must be float or base64")
+        raise bad_param("encoding_format", "must be float or base64")
     dimensions = body.get("dimensions")
     if dimensions is not None and not (isinstance(dimensions, int) and not isinstance(dimensions, bool) and dimensions > 0):
-        raise _bad("dimensions", "must be a positive integer")
+        raise bad_param("dimensions", "must be a positive integer")
     if body.get("user") is not None and not isinstance(body["user"], str):
-        raise _bad("user", "must be a string")
+        raise bad_param("user", "must be a string")
 
 
 def _inputs(body: dict[str, Any]) -> list[Any]:
@@ -72,7 +65,7 @@ def _google_call(body: dict[str, Any], model: str, base_url: str, token: str) ->
     requests = []
     for i, item in enumerate(_inputs(body)):
         if not isinstance(item, str):
-            raise _bad(f"input[{i}]", "Google AI Studio embeds text only, not token arrays")
+            raise bad_param(f"input[{i}]", "Google AI Studio embeds text only, not token arrays")
         request: dict[str, Any] = {"model": name, "content": {"parts": [{"text": item}]}}
         if body.get("dimensions"):
             request["outputDimensionality"] = body["dimensions"]

@@ -10,7 +10,8 @@ ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 PART_TYPES = {"text", "image_url", "input_audio", "file"}
 
 
-def _bad(param: str, message: str) -> GatewayError:
+def bad_param(param: str, message: str) -> GatewayError:
+    """OpenAI's 400 naming the parameter at fault: "Invalid '<param>': <message>"."""
     return GatewayError(400, f"Invalid '{param}': {message}", "invalid_request_error", param=param)
 
 
@@ -24,37 +25,37 @@ def _is_number(value: Any) -> bool:
 
 def _check_part(param: str, part: Any) -> None:
     if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
-        raise _bad(f"{param}.type", f"must be one of {', '.join(sorted(PART_TYPES))}")
+        raise bad_param(f"{param}.type", f"must be one of {', '.join(sorted(PART_TYPES))}")
     if part["type"] == "text" and not isinstance(part.get("text"), str):
-        raise _bad(f"{param}.text", "must be a string")
+        raise bad_param(f"{param}.text", "must be a string")
     if part["type"] == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str) or not url:
-            raise _bad(f"{param}.image_url.url", "must be a URL or a data: URL")
+            raise bad_param(f"{param}.image_url.url", "must be a URL or a data: URL")
 
 
 def _check_message(index: int, message: Any) -> None:
     param = f"messages[{index}]"
     if not isinstance(message, dict):
-        raise _bad(param, "must be an object with a role and content")
+        raise bad_param(param, "must be an object with a role and content")
     role = message.get("role")
     if role not in ROLES:
-        raise _bad(f"{param}.role", f"must be one of {', '.join(sorted(ROLES))}")
+        raise bad_param(f"{param}.role", f"must be one of {', '.join(sorted(ROLES))}")
     content = message.get("content")
     if content is None:
         if role == "assistant" and (message.get("tool_calls") or message.get("function_call")):
             return
-        raise _bad(f"{param}.content", "is required")
+        raise bad_param(f"{param}.content", "is required")
     if isinstance(content, list):
         if not content:
-            raise _bad(f"{param}.content", "must not be an empty list")
+            raise bad_param(f"{param}.content", "must not be an empty list")
         for j, part in enumerate(content):
             _check_part(f"{param}.content[{j}]", part)
     elif not isinstance(content, str):
-        raise _bad(f"{param}.content", "must be a string or a list of content parts")
+        raise bad_param(f"{param}.content", "must be a string or a list of content parts")
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-        raise _bad(f"{param}.tool_call_id", "is required for tool messages")
+        raise bad_param(f"{param}.tool_call_id", "is required for tool messages")
 
 
 # Optional parameters: (name, check, what the check wants). Built once, not per request.
@@ -91,32 +92,37 @@ _PRICED_TIERS = {"auto", "default"}
 def _check_priced(body: dict[str, Any]) -> None:
     for name in _UNPRICED:
         if body.get(name) is not None:
-            raise _bad(name, "is billed by the provider at rates this gateway cannot price yet; leave it out")
+            raise bad_param(name, "is billed by the provider at rates this gateway cannot price yet; leave it out")
     tier = body.get("service_tier")
     if tier is not None and tier not in _PRICED_TIERS:
-        raise _bad("service_tier", "only 'auto' or 'default' is supported: other tiers are priced differently")
+        raise bad_param("service_tier", "only 'auto' or 'default' is supported: other tiers are priced differently")
     modalities = body.get("modalities")
     if modalities is not None and (not isinstance(modalities, list) or set(modalities) - {"text"}):
-        raise _bad("modalities", "only ['text'] is supported: audio output is priced differently")
+        raise bad_param("modalities", "only ['text'] is supported: audio output is priced differently")
 
 
 def _check_optional(body: dict[str, Any]) -> None:
     for name, ok, message in _OPTIONAL:
         value = body.get(name)
         if value is not None and not ok(value):
-            raise _bad(name, message)
+            raise bad_param(name, message)
     _check_priced(body)
 
 
-def validate_chat(body: Any) -> None:
+def check_model(body: Any, example: str) -> None:
+    """A JSON object with a `model` id (any endpoint's first check); `example` shows one."""
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", "invalid_request_error")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 256:
-        raise _bad("model", "a model id is required, e.g. 'gpt-4o-mini' or 'openai/gpt-4o-mini'")
+        raise bad_param("model", f"a model id is required, e.g. {example}")
+
+
+def validate_chat(body: Any) -> None:
+    check_model(body, "'gpt-4o-mini' or 'openai/gpt-4o-mini'")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _bad("messages", "must be a non-empty list of messages")
+        raise bad_param("messages", "must be a non-empty list of messages")
     for i, message in enumerate(messages):
         _check_message(i, message)
     _check_optional(body)
