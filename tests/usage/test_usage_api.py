@@ -99,3 +99,12 @@ def test_logs_refuse_a_limit_over_100_and_a_forged_cursor(owner, project):
 def test_logs_need_a_project_id(owner):
     response = owner.api.get("/api/v1/logs")
     assert response.status_code == 400 and "projectId" in response.json()["error"]["fields"]
+
+
+def test_cache_savings_include_what_the_providers_prompt_cache_saved(owner, project, api_key):
+    usage_ingest(records=[
+        record(project, api_key, cost="0.001", cache_status="hit", cached=True, saved_cost="0.002"),
+        record(project, api_key, cost="0.01", cached_tokens=10_000, saved_cost="0.027"),  # prompt cache read
+    ])
+    summary = owner.api.get("/api/v1/usage", projectId=project.id, days=7).json()["summary"]
+    assert summary["cacheSavings"] == "0.029"
