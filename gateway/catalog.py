@@ -33,8 +33,10 @@ GENAI_PROVIDERS = {
 }
 # genai-prices' `google` also prices Claude on Vertex AI; Google AI Studio serves only these.
 _GOOGLE_AI_STUDIO_MODEL = re.compile(r"^(models/)?(gemini|gemma|learnlm|text-embedding|embedding-)", re.IGNORECASE)
-# Providers the gateway asks for embeddings (POST /v1/embeddings).
+# Providers the gateway asks for embeddings (POST /v1/embeddings), and how the price database
+# names embedding models.
 EMBEDDING_PROVIDERS = ("openai", "google-ai-studio", "mistral", "together-ai")
+_EMBEDDING_MODEL = re.compile(r"embed|bge-|e5-|gte-|retrieval", re.IGNORECASE)
 
 # A model's maximum output tokens, by id (first match wins), from each provider's model
 # documentation. Unknown models get DEFAULT_MAX_OUTPUT: an upper bound, so a reservation
@@ -292,7 +294,7 @@ def resolve_embedding(provider: str, model: str) -> Offer | None:
     if provider not in EMBEDDING_PROVIDERS:
         return None
     info = _genai_model(provider, model)
-    if info is None:
+    if info is None or not _EMBEDDING_MODEL.search(info.id):  # a chat model is not an embedding model
         return None
     prices = info.prices[0].prices if isinstance(info.prices, list) else info.prices
     rate = _rate(prices.input_mtok)

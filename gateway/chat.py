@@ -248,11 +248,15 @@ def _refusal(admission: "Admitted", candidates: list[routing.Candidate], body: d
     """Why the request does not fit: its worst case, what remains, and the max_tokens that
     would fit. `usage_limit_reached` only when the key has nothing left."""
     left = max(admission.remaining, 0)
-    fit = _fitting(candidates, body, size, left)
+    outputs = any(c.offer.max_output for c in candidates)  # False for embeddings: all input
+    fit = _fitting(candidates, body, size, left) if outputs else 0
     worst = (f"This request could cost up to ${from_nanos(bound.cost.nanos):f} ({bound.prompt_tokens} prompt tokens and "
              f"{bound.choices} × {bound.output_tokens} output tokens at most)")
-    advice = (f"Set max_tokens to {fit} or less to fit." if fit >= MIN_OUTPUT
-              else f"Not even {MIN_OUTPUT} output tokens fit: shorten the prompt")
+    if not outputs:
+        advice = "Shorten the input"
+    else:
+        advice = (f"Set max_tokens to {fit} or less to fit." if fit >= MIN_OUTPUT
+                  else f"Not even {MIN_OUTPUT} output tokens fit: shorten the prompt")
     if admission.outcome == INSUFFICIENT_CREDITS:
         return GatewayError(
             402, f"{worst}; the organization's credits have ${from_nanos(left):f} left. {advice}"
@@ -262,7 +266,7 @@ def _refusal(admission: "Admitted", candidates: list[routing.Candidate], body: d
     return GatewayError(
         402, f"{worst}; this API key has ${from_nanos(left):f} left of its usage limit. {advice}"
         f"{'' if fit >= MIN_OUTPUT else ', or raise the key usage limit.'}", "usage_limit_insufficient",
-        param="max_tokens")
+        param="max_tokens" if outputs else "input")
 
 
 @dataclass(frozen=True)

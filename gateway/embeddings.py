@@ -132,7 +132,8 @@ async def handle(exchange: chat.Exchange, raw: bytes, send: http.Send, on_stream
     exchange.usage = usage if usage.prompt_tokens else Usage(exchange.prompt_estimate, 0)
     exchange.first_byte_at = time.monotonic()
     chat.price(exchange)
-    data["usage"] = {**data.get("usage", {}), "cost": float(exchange.cost.total)}
+    given = data.get("usage")
+    data["usage"] = {**(given if isinstance(given, dict) else {}), "cost": float(exchange.cost.total)}
     payload = orjson.dumps(data)
     await chat.conclude(exchange)  # recorded before the answer goes out
     exchange.response_started = exchange.finished = True

@@ -13,6 +13,7 @@ from django.db import DatabaseError
 from core import events
 from core.hashing import sha256_hex
 from core.ids import random_string
+from core.money import format_money
 from gateway import catalog, chat, cors, embeddings, http, routing, usagelog
 from gateway.allow import key_refusal
 from gateway.errors import GatewayError
@@ -94,9 +95,9 @@ async def key_state(snapshot: KeySnapshot) -> dict[str, Any]:
     return {
         "id": snapshot.key_id,
         "projectId": snapshot.project_id,
-        "usageLimit": None if limit is None else str(from_nanos(limit).normalize()),
-        "usage": str(from_nanos(usage).normalize()),
-        "remaining": None if limit is None else str(from_nanos(max(limit - usage - reserved, 0)).normalize()),
+        "usageLimit": None if limit is None else format_money(from_nanos(limit)),
+        "usage": format_money(from_nanos(usage)),
+        "remaining": None if limit is None else format_money(from_nanos(max(limit - usage - reserved, 0))),
         "periodUsageLimit": None, "periodUsage": None, "periodResetsAt": None,
         "rateLimitRpm": None, "rateLimitTpm": None, "expiresAt": None,
     }

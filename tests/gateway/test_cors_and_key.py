@@ -54,7 +54,7 @@ def test_the_key_endpoint_tells_a_key_its_limit_usage_and_what_remains(gateway, 
 
     data = httpx.get(f"{gateway.url}/v1/key", headers={"Authorization": f"Bearer {token}"}).json()["data"]
     spent = (Decimal(1000) * Decimal("0.15") + Decimal(500) * Decimal("0.6")) / 1_000_000
-    assert (data["id"], data["projectId"], data["usageLimit"]) == (key.id, project.id, "1")
+    assert (data["id"], data["projectId"], data["usageLimit"]) == (key.id, project.id, "1.00")
     assert (Decimal(data["usage"]), Decimal(data["remaining"])) == (spent, 1 - spent)
     assert data["expiresAt"] is None and data["rateLimitRpm"] is None
 
