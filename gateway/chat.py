@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -485,7 +485,9 @@ def _streamed_usage(exchange: Exchange, translator: StreamTranslator) -> Usage:
     """What a stream cut short is billed: the provider's figures as far as they came, else an
     estimate of one token per chunk sent."""
     known = translator.state.usage or Usage()
-    return Usage(known.prompt_tokens or exchange.prompt_estimate, max(known.completion_tokens, translator.state.chunks))
+    # The provider's details (cache reads and writes, reasoning, audio) as far as they came.
+    return replace(known, prompt_tokens=known.prompt_tokens or exchange.prompt_estimate,
+                   completion_tokens=max(known.completion_tokens, translator.state.chunks))
 
 
 async def _answer_stream(

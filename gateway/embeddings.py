@@ -132,8 +132,9 @@ async def handle(exchange: chat.Exchange, raw: bytes, send: http.Send, on_stream
     exchange.usage = usage if usage.prompt_tokens else Usage(exchange.prompt_estimate, 0)
     exchange.first_byte_at = time.monotonic()
     chat.price(exchange)
-    given = data.get("usage")
-    data["usage"] = {**(given if isinstance(given, dict) else {}), "cost": float(exchange.cost.total)}
+    # The usage billed: the provider's count, or the estimate when it sent none it could read.
+    billed = exchange.usage.prompt_tokens
+    data["usage"] = {"prompt_tokens": billed, "total_tokens": billed, "cost": float(exchange.cost.total)}
     payload = orjson.dumps(data)
     await chat.conclude(exchange)  # recorded before the answer goes out
     exchange.response_started = exchange.finished = True

@@ -263,10 +263,20 @@ def _prompt_rate(price: Price, caching: bool, audio: bool, prompt: int) -> Decim
     return rate
 
 
-def _refuse_unpriced_audio(offer: Offer) -> GatewayError:
+def _first_audio_part(body: dict[str, Any]) -> str:
+    for i, message in enumerate(body.get("messages") or ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and part.get("type") == "input_audio":
+                return f"messages[{i}].content[{j}]"
+    return "messages"
+
+
+def _refuse_unpriced_audio(offer: Offer, body: dict[str, Any]) -> GatewayError:
+    param = _first_audio_part(body)
     return GatewayError(
-        400, f"Invalid 'messages': audio input to '{offer.model}' is billed at a price this gateway does not know; "
-        "leave the input_audio parts out", "invalid_request_error", param="messages")
+        400, f"Invalid '{param}': '{offer.model}' takes no audio input that this gateway can price; leave the "
+        "input_audio part out", "invalid_request_error", param=param)
 
 
 @dataclass(frozen=True)
@@ -292,7 +302,7 @@ def worst_case(offer: Offer, body: dict[str, Any], body_size: int, *, paid_with_
     if price is None:
         return Bound(prompt, output, n, ZERO_COST)
     if media.audio_bytes and price.input_audio is None:
-        raise _refuse_unpriced_audio(offer)
+        raise _refuse_unpriced_audio(offer, body)
     input_cost = _usd(prompt * _prompt_rate(price, asks_prompt_caching(body), bool(media.audio_bytes), prompt))
     output_cost = _usd(n * output * price.output.at(prompt))
     return Bound(prompt, output, n, _with_fee(input_cost, output_cost, paid_with_credits))

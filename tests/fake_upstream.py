@@ -12,11 +12,20 @@ The fake runs an aiohttp server in its own event loop on a daemon thread, bound 
         ...
         fake.calls_for("openai")[-1].body
         fake.bill_most = True        # report the most a real provider could bill (most_billed)
+        fake.replay(recorded_bytes, status=200, split=7)   # answer the next call with these bytes
 
 The wire format is chosen by the path, never by the provider name: any POST path ending
 in /chat/completions speaks OpenAI, /v1/messages speaks Anthropic and
 /models/{model}:generateContent|streamGenerateContent speaks Google. The first path
 segment is the "provider" the fake records and matches faults against.
+
+Embeddings: POST .../embeddings with an OpenAI embeddings body (a JSON object holding
+`input`) speaks OpenAI's embeddings API, and /models/{model}:batchEmbedContents|embedContent
+Google's; the vectors are deterministic (embedding_vector), `embedding_dimensions` long unless
+the request asks for others. A POST to .../embeddings without `input` stays an unknown path.
+
+With `replay`, the next call(s) get recorded bytes exactly (status, content type, body),
+written in pieces split at awkward places; the call is still recorded (Call.replayed).
 
 With `bill_most`, every answer reports, in the provider's own usage shape (streamed or
 not), the most that provider could bill for the request it received, whatever `usage` says:
@@ -31,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
+import hashlib
 import itertools
 import json
 import math
@@ -64,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     "strict": True,  # reject requests a real provider would reject (see _check_request)
     "google_sse_crlf": True,  # Google separates its SSE events with \r\n\r\n
     "bill_most": False,  # report most_billed() of each request instead of `usage`
+    "embedding_dimensions": 8,  # the length of an embedding when the request asks for none
+    "embedding_tokens": None,  # None: embedding_tokens_of() the input; else this count per request
 }
 
 DEFAULT_MODELS = {
@@ -86,10 +99,12 @@ FAULT_KINDS: dict[str, dict[str, Any]] = {
     "slow": {"seconds": 1.0},
     "reset_after_request": {},
 }
-FAULT_TARGETS = ("generate", "models", "any")
+FAULT_TARGETS = ("generate", "models", "embeddings", "any")
+REPLAY_TARGETS = ("generate", "embeddings", "count_tokens", "any")
 USAGE_MODES = ("negative", "missing", "absent", "null", "string")
 
-_GOOGLE_PATH = re.compile(r"/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|countTokens)$")
+_GOOGLE_PATH = re.compile(
+    r"/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|countTokens|batchEmbedContents|embedContent)$")
 _ABSENT = object()  # a usage that is left out of the answer entirely
 _MISSING = object()  # a count that is left out of the usage object
 
@@ -111,12 +126,13 @@ class Call:
     raw: bytes
     time: float  # time.time() when the request was read
     wire: str | None = None  # "openai" | "anthropic" | "google" | None (unknown path)
-    endpoint: str | None = None  # "generate" | "models" | "count_tokens" | None
+    endpoint: str | None = None  # "generate" | "models" | "count_tokens" | "embeddings" | None
     stream: bool = False
     fault: str | None = None  # the fault kind applied to this request, if any
     status: int | None = None  # the status sent, None when no headers were sent
     finished: bool = False  # the whole answer was written
     disconnected: bool = False  # the client went away before the answer was complete
+    replayed: bool = False  # answered with bytes queued by replay()
 
     @property
     def model(self) -> str | None:
@@ -138,6 +154,38 @@ class _Fault:
         if self.provider is not None and self.provider != provider:
             return False
         return self.on == "any" or self.on == endpoint
+
+
+@dataclass
+class _Replay:
+    body: bytes
+    status: int
+    stream: bool | None  # None: as the request streams (and the status is 2xx)
+    split: int | tuple[int, ...] | None
+    content_type: str | None
+    headers: dict[str, str] | None
+    delay: float
+    provider: str | None
+    remaining: int | None
+    on: str
+
+    def matches(self, provider: str, endpoint: str | None) -> bool:
+        if self.provider is not None and self.provider != provider:
+            return False
+        return endpoint in REPLAY_TARGETS and (self.on == "any" or self.on == endpoint)
+
+
+def split_bytes(body: bytes, split: int | Iterable[int] | None) -> list[bytes]:
+    """`body` in pieces: every `split` bytes (an int), cut at the given offsets (a sequence), or
+    whole (None). Pieces may end inside a multibyte UTF-8 character: that is the point."""
+    if split is None or not body:
+        return [body]
+    if isinstance(split, int):
+        size = max(1, split)
+        return [body[i : i + size] for i in range(0, len(body), size)]
+    cuts = sorted({c for c in split if 0 < c < len(body)})
+    bounds = [0, *cuts, len(body)]
+    return [body[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @dataclass
@@ -574,6 +622,83 @@ class _Google:
 _WIRES = {"openai": _OpenAI(), "anthropic": _Anthropic(), "google": _Google()}
 
 
+# ---------------------------------------------------------------------------------------
+# Embeddings (OpenAI's /embeddings and Google's batchEmbedContents / embedContent)
+
+
+def embedding_vector(item: Any, dimensions: int) -> list[float]:
+    """The fake's embedding of one input (a string or a token array): deterministic, each
+    value a multiple of 1/128 in [-1, 1) (exact in float32, so base64 round-trips exactly)."""
+    seed = _dumps(item).encode()
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+        values.extend((b - 128) / 128 for b in digest)
+        counter += 1
+    return values[:dimensions]
+
+
+def embedding_tokens_of(items: list[Any]) -> int:
+    """The tokens the fake reports for embedding `items`: a string counts one token per 3 UTF-8
+    bytes (rounded up, at least 1), a token array its length."""
+    return sum(len(i) if isinstance(i, list) else max(1, math.ceil(_utf8(str(i)) / 3)) for i in items)
+
+
+def _is_token_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+
+
+def embedding_inputs(body: Any) -> list[Any]:
+    """The inputs of an OpenAI embeddings body, one per embedding."""
+    value = body.get("input") if isinstance(body, dict) else None
+    if isinstance(value, str) or _is_token_array(value):
+        return [value]
+    return list(value) if isinstance(value, list) else []
+
+
+def _check_openai_embeddings(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "We could not parse the JSON body of your request."
+    if not body.get("model"):
+        return "you must provide a model parameter"
+    items = embedding_inputs(body)
+    if not items or not all((isinstance(i, str) and i) or _is_token_array(i) for i in items):
+        return "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
+    if body.get("encoding_format") not in (None, "float", "base64"):
+        return "Invalid value for 'encoding_format': must be 'float' or 'base64'."
+    dimensions = body.get("dimensions")
+    if dimensions is not None and not (isinstance(dimensions, int) and not isinstance(dimensions, bool) and dimensions > 0):
+        return "Invalid 'dimensions': must be a positive integer."
+    return None
+
+
+def _google_embed_requests(path_model: str, method: str, body: Any) -> tuple[list[dict], str | None]:
+    """(the EmbedContentRequests of a batchEmbedContents or embedContent body, a problem)."""
+    if not isinstance(body, dict):
+        return [], "Invalid JSON payload received."
+    if method == "embedContent":
+        requests = [body]
+    else:
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            return [], "* BatchEmbedContentsRequest.requests: requests is not specified\n"
+    for k, item in enumerate(requests):
+        if not isinstance(item, dict):
+            return [], f"Invalid value at 'requests[{k}]'"
+        if method == "batchEmbedContents" and item.get("model") != f"models/{path_model}":
+            return [], (f"* BatchEmbedContentsRequest.requests[{k}].model: the model of each request must match "
+                        f"the batch's model (models/{path_model}), got {item.get('model')!r}\n")
+        parts = (item.get("content") or {}).get("parts") if isinstance(item.get("content"), dict) else None
+        if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) and isinstance(p.get("text"), str)
+                                                                for p in parts):
+            return [], f"* EmbedContentRequest.content: contents is not specified (requests[{k}])\n"
+        size = item.get("outputDimensionality")
+        if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+            return [], f"* EmbedContentRequest.outputDimensionality: must be positive (requests[{k}])\n"
+    return requests, None
+
+
 def _wire_for_name(provider: str) -> str:
     if provider.startswith("anthropic"):
         return "anthropic"
@@ -774,6 +899,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._faults: list[_Fault] = []
+        self._replays: list[_Replay] = []
         self._gate: _Gate | None = None
         self._held = 0
         self._in_flight = 0
@@ -799,6 +925,9 @@ class FakeUpstream:
     models: list[str] | None
     strict: bool
     google_sse_crlf: bool
+    bill_most: bool
+    embedding_dimensions: int
+    embedding_tokens: int | None
 
     def _apply_defaults(self) -> None:
         for name, value in DEFAULTS.items():
@@ -806,13 +935,14 @@ class FakeUpstream:
 
     def reset(self) -> None:
         """Back to a clean state: drop the connections of "hang" faults, release the gate,
-        clear faults, calls and counters, and put every setting back to its default."""
+        clear faults, replays, calls and counters, and put every setting back to its default."""
         self.release()
         loop = self._loop
         if loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(self._drop_hanging(), loop).result(5)
         with self._lock:
             self._faults.clear()
+            self._replays.clear()
             self._calls.clear()
             self._max_in_flight = self._in_flight
         self._apply_defaults()
@@ -938,7 +1068,7 @@ class FakeUpstream:
         """Queue a fault for the next `times` matching requests (None: every one until reset).
 
         `provider` restricts it to one first path segment; `on` picks the requests:
-        "generate" (completions, the default), "models" (key validation) or "any".
+        "generate" (completions, the default), "models" (key validation), "embeddings" or "any".
 
         Kinds and options (defaults in FAULT_KINDS):
           status(status=500, body=None|dict|str, headers=None, content_type=None)
@@ -991,6 +1121,48 @@ class FakeUpstream:
     def pending_faults(self) -> int:
         with self._lock:
             return len(self._faults)
+
+    # -- replay --------------------------------------------------------------------------
+
+    def replay(self, body: bytes | str, status: int = 200, *, stream: bool | None = None,
+               split: int | Iterable[int] | None = 7, content_type: str | None = None,
+               headers: dict[str, str] | None = None, delay: float = 0.0, provider: str | None = None,
+               times: int | None = 1, on: str = "generate") -> None:
+        """Answer the next `times` matching calls (None: every one until reset) with `body`
+        exactly: `status`, and `content_type` (default text/event-stream for a stream, else
+        application/json; `stream` None: a stream when the request streams and the status is
+        2xx), the bytes written in pieces (`split`: every that many bytes, at those offsets, or
+        None for whole; `delay` seconds between pieces). A str body is sent as UTF-8.
+
+        `on`: "generate" (the default), "embeddings", "count_tokens" or "any" of those;
+        `provider` restricts it to one first path segment. Faults queued with fail() come
+        first; with `strict`, a request a real provider would refuse still gets its 400 (the
+        replay then waits for the next call). The call is recorded as any other
+        (Call.replayed is True), so a test can compare what the gateway sent."""
+        if on not in REPLAY_TARGETS:
+            raise ValueError(f"on must be one of {REPLAY_TARGETS}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None for always)")
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        cut = split if split is None or isinstance(split, int) else tuple(split)
+        with self._lock:
+            self._replays.append(_Replay(data, status, stream, cut, content_type, headers, delay, provider, times, on))
+
+    def _take_replay(self, provider: str, endpoint: str | None) -> _Replay | None:
+        with self._lock:
+            for replay in self._replays:
+                if replay.matches(provider, endpoint):
+                    if replay.remaining is not None:
+                        replay.remaining -= 1
+                        if replay.remaining <= 0:
+                            self._replays.remove(replay)
+                    return replay
+        return None
+
+    @property
+    def pending_replays(self) -> int:
+        with self._lock:
+            return len(self._replays)
 
     # -- gate ----------------------------------------------------------------------------
 
@@ -1067,12 +1239,15 @@ class FakeUpstream:
 
     # -- request handling ----------------------------------------------------------------
 
-    def _route(self, request: web.BaseRequest) -> tuple[str | None, str | None, bool]:
-        """(wire, endpoint, google streaming) for a request, (None, None, False) when unknown."""
+    def _route(self, request: web.BaseRequest, body: Any = None) -> tuple[str | None, str | None, bool]:
+        """(wire, endpoint, google streaming) for a request (`body`: its parsed JSON), (None,
+        None, False) when unknown."""
         path = request.path
         if request.method == "POST":
             if path.endswith("/chat/completions"):
                 return "openai", "generate", False
+            if path.endswith("/embeddings") and isinstance(body, dict) and "input" in body:
+                return "openai", "embeddings", False
             if path.endswith("/v1/messages"):
                 return "anthropic", "generate", False
             if path.endswith("/v1/messages/count_tokens"):
@@ -1081,6 +1256,8 @@ class FakeUpstream:
             if match:
                 if match["method"] == "countTokens":
                     return "google", "count_tokens", False
+                if match["method"] in ("batchEmbedContents", "embedContent"):
+                    return "google", "embeddings", False
                 return "google", "generate", match["method"] == "streamGenerateContent"
         if request.method == "GET" and path.rstrip("/").endswith("/models"):
             headers = request.headers
@@ -1109,11 +1286,11 @@ class FakeUpstream:
             raw = await request.read()
             segments = request.path.split("/")
             provider = segments[1] if len(segments) > 1 else ""
-            wire_name, endpoint, google_stream = self._route(request)
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = None
+            wire_name, endpoint, google_stream = self._route(request, body)
             call = Call(
                 provider=provider,
                 method=request.method,
@@ -1178,10 +1355,17 @@ class FakeUpstream:
             ids = list(self.models) if self.models is not None else DEFAULT_MODELS[call.wire]
             return self._json(call, 200, wire.models(ids, call.provider))
 
+        if call.endpoint == "embeddings":
+            return await self._embeddings(request, call, wire, fault)
+
         if self.strict:
             problem = wire.check(request, call.body)
             if problem:
                 return self._json(call, 400, wire.error(400, problem))
+
+        replay = self._take_replay(call.provider, call.endpoint)
+        if replay is not None:
+            return await self._replay(request, call, replay)
 
         reply = self._reply(request, call, fault)
         if call.endpoint == "count_tokens":
@@ -1240,6 +1424,75 @@ class FakeUpstream:
             sse=request.query.get("alt") == "sse",
             crlf=self.google_sse_crlf,
         )
+
+    async def _embeddings(self, request: web.BaseRequest, call: Call, wire: Any, fault: _Fault | None) -> web.StreamResponse:
+        """OpenAI's embeddings list, or Google's {"embeddings": [{"values": [...]}]}
+        (batchEmbedContents) / {"embedding": {"values": [...]}} (embedContent)."""
+        body = call.body
+        if call.wire == "google":
+            match = _GOOGLE_PATH.search(call.path)
+            requests, problem = _google_embed_requests(match["model"], match["method"], body)
+        else:
+            requests, problem = [], _check_openai_embeddings(body)
+        if problem and self.strict:
+            return self._json(call, 400, wire.error(400, problem))
+        replay = self._take_replay(call.provider, call.endpoint)
+        if replay is not None:
+            return await self._replay(request, call, replay)
+        if call.fault == "error_in_200":
+            return self._json(call, 200, wire.error_in_200(fault.options["error"] if fault else None))
+        if call.wire == "google":
+            vectors = []
+            for item in requests:
+                text = "".join(p.get("text", "") for p in ((item.get("content") or {}).get("parts") or [])
+                               if isinstance(p, dict))
+                size = item.get("outputDimensionality") or self.embedding_dimensions
+                vectors.append({"values": embedding_vector(text, size)})
+            if match["method"] == "embedContent":
+                return self._json(call, 200, {"embedding": vectors[0] if vectors else {"values": []}})
+            return self._json(call, 200, {"embeddings": vectors})
+        items = embedding_inputs(body) if isinstance(body, dict) else []
+        size = body.get("dimensions") if isinstance(body, dict) and body.get("dimensions") else self.embedding_dimensions
+        as_base64 = isinstance(body, dict) and body.get("encoding_format") == "base64"
+        data = []
+        for index, item in enumerate(items):
+            values = embedding_vector(item, size)
+            encoded: Any = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode() if as_base64 else values
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = self.embedding_tokens if self.embedding_tokens is not None else embedding_tokens_of(items)
+        mode = fault.options["mode"] if fault is not None and fault.kind == "bad_usage" else None
+        prompt, _ = _counts(mode, tokens, 0)
+        answer: dict[str, Any] = {"object": "list", "data": data, "model": (body or {}).get("model")}
+        _put(answer, "usage", _usage_obj(mode, {"prompt_tokens": prompt, "total_tokens": prompt}))
+        return self._json(call, 200, answer)
+
+    async def _replay(self, request: web.BaseRequest, call: Call, replay: _Replay) -> web.StreamResponse:
+        """Writes the replay's bytes exactly, in its pieces."""
+        stream = replay.stream if replay.stream is not None else (call.stream and 200 <= replay.status < 300)
+        content_type = replay.content_type or ("text/event-stream" if stream else "application/json")
+        response = web.StreamResponse(status=replay.status, headers=replay.headers)
+        mime, _, params = content_type.partition(";")
+        response.content_type = mime.strip()
+        charset = next((p.split("=", 1)[1].strip() for p in params.split(";") if p.strip().startswith("charset=")), None)
+        if charset:
+            response.charset = charset
+        if stream:
+            response.headers.setdefault("Cache-Control", "no-cache")
+        else:
+            response.content_length = len(replay.body)
+        call.status = replay.status
+        call.replayed = True
+        try:
+            await response.prepare(request)
+            for k, piece in enumerate(split_bytes(replay.body, replay.split)):
+                if k and replay.delay:
+                    await asyncio.sleep(replay.delay)
+                await response.write(piece)
+            await response.write_eof()
+            call.finished = True
+        except ConnectionError:
+            call.disconnected = True
+        return response
 
     # -- writing answers -----------------------------------------------------------------
 

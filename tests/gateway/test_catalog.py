@@ -206,7 +206,7 @@ def test_audio_input_to_a_model_whose_audio_price_is_unknown_is_refused_naming_i
     body, size = _body([AUDIO], max_tokens=10)
     with pytest.raises(GatewayError) as refused:
         worst_case(catalog.resolve("openai", "gpt-4o"), body, size, paid_with_credits=False)
-    assert (refused.value.status, refused.value.param) == (400, "messages")
+    assert (refused.value.status, refused.value.param) == (400, "messages[0].content[0]")
 
 
 def test_gemini_reports_audio_tokens_by_modality():
