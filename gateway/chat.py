@@ -593,12 +593,25 @@ async def _replay(exchange: Exchange, entry: dict[str, Any], send: http.Send) ->
     if "events" in entry:
         await http.start_sse(send, headers)
         for payload in entry["events"]:
-            await http.send_sse(send, payload.encode())
+            await http.send_sse(send, _billed_nothing(payload).encode())
         exchange.finished = True
         await http.end_sse(send, DONE)
     else:
         exchange.finished = True
-        await http.send_json(send, 200, entry["body"].encode(), headers)
+        await http.send_json(send, 200, _billed_nothing(entry["body"]).encode(), headers)
+
+
+def _billed_nothing(payload: str) -> str:
+    """A stored answer (or stream event) with its `usage.cost` set to 0: a hit costs nothing.
+    Only payloads that carry a cost are parsed."""
+    if '"cost"' not in payload:
+        return payload
+    data = orjson.loads(payload)
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict) or "cost" not in usage:
+        return payload
+    usage["cost"] = 0
+    return orjson.dumps(data).decode()
 
 
 # --- the handler ---------------------------------------------------------------------------------

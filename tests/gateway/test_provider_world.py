@@ -205,3 +205,20 @@ def test_a_streams_usage_chunk_carries_the_cost_billed(gateway, org, project, ke
     last = list(stream)[-1]
     log = eventually(lambda: _logs(project))[0]
     assert log.cost > 0 and Decimal(str(last.usage.cost)) == log.cost
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_cached_answer_says_it_cost_nothing(gateway, org, project, key_for, fake_upstream, stream):
+    own_key(org, "openai")
+    services.project_update(project=project, caching_enabled=True)
+    client = gateway.client(key_for(project))
+
+    def ask():
+        if stream:
+            return list(client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True,
+                                                       stream_options={"include_usage": True}))[-1].usage
+        return client.chat.completions.create(model="gpt-4o-mini", messages=HI).usage
+
+    first, second = ask(), ask()
+    assert first.cost > 0 and second.cost == 0
+    assert second.prompt_tokens == first.prompt_tokens  # the original's counts
