@@ -11,7 +11,7 @@ Prices are USD per 1M tokens. A bare model id goes to the cheapest provider the 
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -283,8 +283,10 @@ def custom_offer(name: str, model: str, price: tuple[Decimal, Decimal] | None = 
 # --- embeddings -----------------------------------------------------------------------------------
 
 
-def _embedding_price(input_price: Decimal) -> Price:
-    return Price(Rate(input_price), Rate(Decimal(0)), Rate(input_price), Rate(input_price))
+def _embedding_price(input_price: Rate | Decimal) -> Price:
+    """An embedding's price: its input rate (no output, no prompt cache)."""
+    rate = input_price if isinstance(input_price, Rate) else Rate(input_price)
+    return Price(rate, Rate(Decimal(0)), rate, rate)
 
 
 @lru_cache(maxsize=1024)  # bounded: ids come from clients
@@ -300,7 +302,7 @@ def resolve_embedding(provider: str, model: str) -> Offer | None:
     rate = _rate(prices.input_mtok)
     if rate is None:
         return None
-    price = Price(rate, Rate(Decimal(0)), rate, rate)
+    price = _embedding_price(rate)
     return Offer(provider, model, model, price, info.context_window or 0, 0, ids=frozenset({model, info.id}))
 
 
@@ -313,13 +315,12 @@ def embedding_offers(model: str) -> tuple[Offer, ...]:
 
 def unknown_embedding_offer(provider: str, model: str) -> Offer:
     """A pinned embedding model the database does not know: passed through unpriced."""
-    return Offer(provider, model, model, None, 0, 0, ids=frozenset({model}))
+    return replace(unknown_offer(provider, model), max_output=0)
 
 
 def custom_embedding_offer(name: str, model: str, price: tuple[Decimal, Decimal] | None = None) -> Offer:
     """An embedding model of a custom provider, at its declared input price (USD per 1M tokens)."""
-    return Offer("custom", model, model, _embedding_price(price[0]) if price else None, 0, 0, custom_name=name,
-                 ids=frozenset({model}))
+    return replace(custom_offer(name, model), price=_embedding_price(price[0]) if price else None, max_output=0)
 
 
 # The models /v1/models lists for each provider: the database's, less what is not a chat model.

@@ -48,7 +48,7 @@ from gateway.tokens import Usage
 from gateway.upstream import UpstreamFailure, open_response, read_chunk, read_json
 from gateway.validation import validate_chat
 from gateway.wire import for_format
-from gateway.wire.base import SSEDecoder, StreamItem, StreamTranslator, UpstreamFormatError, WireFormat
+from gateway.wire.base import SSEDecoder, StreamItem, StreamTranslator, UpstreamCall, UpstreamFormatError, WireFormat
 from gateway.wire.openai import usage_from as openai_usage_from
 
 DONE = b"data: [DONE]\n\n"
@@ -85,10 +85,10 @@ class Exchange:
     cached_entry: dict[str, Any] | None = None  # the stored answer a hit replayed
     stream_events: list[str] | None = None  # what a cacheable stream sent, to store at its end
     stream_bytes: int = 0
-    max_tokens_sent: int | None = None
+    max_tokens_sent: int | None = None  # the output cap the gateway lowered the request to
     saved: Decimal = Decimal(0)  # USD the provider's prompt cache saved (cached reads below the input price)
     user: str = ""  # the request's `user`
-    endpoint: str = "chat.completions"  # the API the client called (the usage log's `endpoint`)  # the output cap the gateway lowered the request to
+    endpoint: str = "chat.completions"  # the API the client called (the usage log's `endpoint`)
     finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
     hold: str = field(default_factory=lambda: random_string(16))  # names its reservation in the store
     reservation: "Reservation | None" = None
@@ -239,7 +239,8 @@ def _least_output(candidates: list[routing.Candidate], body: dict[str, Any]) -> 
 def _fitting(candidates: list[routing.Candidate], body: dict[str, Any], size: int, budget: int) -> int:
     """The most output tokens per choice that every candidate's worst case fits in `budget`."""
     unasked = {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
-    return min(fitting_output(c.offer, unasked, size, max(budget, 0), paid_with_credits=c.paid_with_credits)
+    media = media_of(body)
+    return min(fitting_output(c.offer, unasked, size, max(budget, 0), paid_with_credits=c.paid_with_credits, media=media)
                for c in candidates)
 
 
@@ -342,16 +343,25 @@ def price(exchange: Exchange) -> None:
 async def _open(
     exchange: Exchange, candidates: list[routing.Candidate], body: dict[str, Any]
 ) -> tuple[WireFormat, aiohttp.ClientResponse]:
+    """The first provider to answer this chat completion request (first_answer)."""
+    def call_for(candidate: routing.Candidate, wire: WireFormat) -> UpstreamCall:
+        return wire.build_call(
+            body=_capped(body, candidate, exchange.max_tokens_sent), upstream_model=candidate.offer.upstream_model,
+            base_url=candidate.base_url, token=candidate.token, stream=exchange.stream,
+        )
+    return await first_answer(exchange, candidates, call_for)
+
+
+async def first_answer(
+    exchange: Exchange, candidates: list[routing.Candidate], call_for: Callable[[routing.Candidate, WireFormat], UpstreamCall]
+) -> tuple[WireFormat, aiohttp.ClientResponse]:
     """The first provider to answer 2xx, trying the next on a retryable failure. Each attempt
-    is one upstream call; nothing has reached the client yet."""
+    is one upstream call (`call_for` builds it); nothing has reached the client yet."""
     failure: UpstreamFailure | None = None
     for candidate in candidates:
         exchange.candidate = candidate
         wire = for_format(candidate.wire_format)
-        call = wire.build_call(
-            body=_capped(body, candidate, exchange.max_tokens_sent), upstream_model=candidate.offer.upstream_model, base_url=candidate.base_url,
-            token=candidate.token, stream=exchange.stream,
-        )
+        call = call_for(candidate, wire)
         try:
             return wire, await open_response(call, wire, candidate.token, public_only=candidate.org_url)
         except UpstreamFailure as f:

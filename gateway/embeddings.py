@@ -19,12 +19,10 @@ import orjson
 
 from gateway import chat, http, routing
 from gateway.errors import GatewayError
-from gateway.providers import PROVIDERS
 from gateway.tokens import Usage, clean_count
-from gateway.upstream import UpstreamFailure, open_response, read_json
+from gateway.upstream import read_json
 from gateway.validation import bad_param, check_model
-from gateway.wire import for_format
-from gateway.wire.base import UpstreamCall
+from gateway.wire.base import UpstreamCall, WireFormat
 
 MAX_INPUTS = 2048  # OpenAI's limit of inputs per request
 
@@ -143,32 +141,22 @@ async def handle(exchange: chat.Exchange, raw: bytes, send: http.Send, on_stream
 
 
 async def _call(exchange: chat.Exchange, candidates: list[routing.Candidate], body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
-    """The first provider to answer, trying the next on a retryable failure (before any byte
-    reached the client)."""
-    failure: UpstreamFailure | None = None
-    for candidate in candidates:
-        exchange.candidate = candidate
-        wire = for_format(candidate.wire_format)
+    """The first provider's embeddings (chat.first_answer: the next is tried on a retryable
+    failure), in OpenAI's shape, with the usage it reports."""
+    def call_for(candidate: routing.Candidate, wire: WireFormat) -> UpstreamCall:
         model = candidate.offer.upstream_model
-        if PROVIDERS[candidate.offer.provider].wire_format == "google":
-            call = _google_call(body, model, candidate.base_url, candidate.token)
-        else:
-            call = UpstreamCall(url=f"{candidate.base_url.rstrip('/')}/embeddings",
-                                headers={"Authorization": f"Bearer {candidate.token}", "Content-Type": "application/json"},
-                                body=orjson.dumps({**body, "model": model}))
-        try:
-            response = await open_response(call, wire, candidate.token, public_only=candidate.org_url)
-        except UpstreamFailure as f:
-            failure = f
-            if not f.retryable:
-                break
-            continue
-        try:
-            data = await read_json(response, candidate.token)
-        finally:
-            response.close()
         if wire.name == "google":
-            return _from_google(data, body, body["model"], exchange.prompt_estimate)
-        return _from_openai(data)
-    assert failure is not None  # routing never returns an empty list
-    raise failure.error
+            return _google_call(body, model, candidate.base_url, candidate.token)
+        return UpstreamCall(url=f"{candidate.base_url.rstrip('/')}/embeddings",
+                            headers={"Authorization": f"Bearer {candidate.token}", "Content-Type": "application/json"},
+                            body=orjson.dumps({**body, "model": model}))
+
+    wire, response = await chat.first_answer(exchange, candidates, call_for)
+    assert exchange.candidate is not None  # set by first_answer
+    try:
+        data = await read_json(response, exchange.candidate.token)
+    finally:
+        response.close()
+    if wire.name == "google":
+        return _from_google(data, body, body["model"], exchange.prompt_estimate)
+    return _from_openai(data)

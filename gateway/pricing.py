@@ -21,7 +21,7 @@ The bound (`worst_case`) holds for any input:
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -123,13 +123,17 @@ AUDIO_TOKENS_PER_BYTE = Decimal(32) / 640
 
 @dataclass(frozen=True)
 class Media:
-    """What a request carries beyond text: `bytes` is the size of the media in the body (to
-    take away from the text bound); the counts are items."""
+    """What the bound needs to know of a request besides its size, read once per request:
+    `bytes` is the size of the media in the body (to take away from the text bound), the
+    counts are items, `growth` the bytes the translating formats add to tool JSON, `caching`
+    whether it asks for prompt caching."""
 
     bytes: int = 0
     images: int = 0
     audio_bytes: int = 0
     documents: int = 0
+    growth: int = 0
+    caching: bool = False
 
 
 # What an image_url may point at besides a picture: Gemini reads PDFs, video and audio behind a
@@ -160,7 +164,8 @@ def _part_media(part: dict[str, Any]) -> Media:
 
 
 def media_of(body: dict[str, Any]) -> Media:
-    """The media parts of a chat completion request (validated: gateway/validation.py)."""
+    """The media parts of a chat completion request (validated: gateway/validation.py), the
+    growth of its tool JSON, and whether it asks for prompt caching."""
     total = Media()
     for message in body.get("messages") or ():
         content = message.get("content") if isinstance(message, dict) else None
@@ -171,7 +176,7 @@ def media_of(body: dict[str, Any]) -> Media:
                 m = _part_media(part)
                 total = Media(total.bytes + m.bytes, total.images + m.images, total.audio_bytes + m.audio_bytes,
                               total.documents + m.documents)
-    return total
+    return replace(total, growth=_rewritten_growth(body), caching=_asks_prompt_caching(body))
 
 
 def _image_tokens(offer: Offer) -> int:
@@ -203,7 +208,7 @@ def _rewritten_growth(body: dict[str, Any]) -> int:
 def prompt_bound(offer: Offer, body: dict[str, Any], body_size: int, media: Media | None = None) -> int:
     """The most prompt tokens the provider can bill for this request (module docstring)."""
     media = media or media_of(body)
-    body_size += _rewritten_growth(body)
+    body_size += media.growth
     # A provider refuses a prompt over the context length rather than bill it; 10% above the
     # database's figure, in case it rounds a model's window down.
     context = (offer.context_length or 0) * 11 // 10
@@ -240,7 +245,7 @@ def choices(body: dict[str, Any]) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
-def asks_prompt_caching(body: dict[str, Any]) -> bool:
+def _asks_prompt_caching(body: dict[str, Any]) -> bool:
     """Whether `cache_control` appears anywhere in the request (a cheap scan of the keys the
     client can put it on: messages, their parts, tools)."""
     for item in [*(body.get("messages") or ()), *(body.get("tools") or ())]:
@@ -303,15 +308,16 @@ def worst_case(offer: Offer, body: dict[str, Any], body_size: int, *, paid_with_
         return Bound(prompt, output, n, ZERO_COST)
     if media.audio_bytes and price.input_audio is None:
         raise _refuse_unpriced_audio(offer, body)
-    input_cost = _usd(prompt * _prompt_rate(price, asks_prompt_caching(body), bool(media.audio_bytes), prompt))
+    input_cost = _usd(prompt * _prompt_rate(price, media.caching, bool(media.audio_bytes), prompt))
     output_cost = _usd(n * output * price.output.at(prompt))
     return Bound(prompt, output, n, _with_fee(input_cost, output_cost, paid_with_credits))
 
 
-def fitting_output(offer: Offer, body: dict[str, Any], body_size: int, budget: int, *, paid_with_credits: bool) -> int:
+def fitting_output(offer: Offer, body: dict[str, Any], body_size: int, budget: int, *, paid_with_credits: bool,
+                   media: Media | None = None) -> int:
     """The most output tokens per choice whose worst case fits `budget` nano-dollars, up to the
     model's maximum (0 when not even the prompt fits)."""
-    media = media_of(body)
+    media = media or media_of(body)
     low, high = 0, output_cap(offer, body)
 
     def fits(tokens: int) -> bool:

@@ -97,7 +97,7 @@ def embedding_candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
 
 def _choose(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> list[Candidate]:
     if not offers:
-        raise _not_found(model)
+        raise not_found(model)
     allowed = [o for o in offers if iam.allows(snapshot.rules, o)]
     if not allowed:
         raise GatewayError(403, f"This API key's IAM rules do not allow the model '{model}'.", "permission_denied", param="model")
@@ -108,7 +108,7 @@ def _choose(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> l
     return payable
 
 
-def _not_found(model: str) -> GatewayError:
+def not_found(model: str) -> GatewayError:
     """OpenAI's answer for a model it does not have."""
     return GatewayError(404, f"The model '{model}' does not exist or you do not have access to it.", "model_not_found",
                         param="model")
@@ -116,7 +116,7 @@ def _not_found(model: str) -> GatewayError:
 
 def _unpayable(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> GatewayError:
     if not any(o.priced or o.custom_name for o in offers) and snapshot.mode != "api-keys":
-        return _not_found(model)  # credits never pay for an unknown price
+        return not_found(model)  # credits never pay for an unknown price
     providers = ", ".join(sorted({o.custom_name or o.provider for o in offers}))
     if snapshot.mode == "api-keys" or any(o.custom_name for o in offers):
         return GatewayError(

@@ -106,8 +106,7 @@ async def key_state(snapshot: KeySnapshot) -> dict[str, Any]:
 def _one_model(snapshot: KeySnapshot, model: str) -> dict[str, Any]:
     entry = model_entry(snapshot, model)
     if entry is None:
-        raise GatewayError(404, f"The model '{model}' does not exist or you do not have access to it.",
-                           "model_not_found", param="model")
+        raise routing.not_found(model)
     return entry
 
 
