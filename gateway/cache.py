@@ -26,8 +26,11 @@ PREFIX = "llmgw:rc:"
 MAX_ENTRY_BYTES = 4 * 1024 * 1024  # larger answers are served but not stored
 
 
-def cache_key(project_id: str, version: int, body: bytes) -> str:
-    return f"{PREFIX}{project_id}:{version}:{hashlib.sha256(body).hexdigest()}"
+def cache_key(project_id: str, version: int, body: bytes, endpoint: str = "chat.completions") -> str:
+    """The entry of a request body sent to an endpoint (the same body means different things to
+    /v1/chat/completions and /v1/messages, and is answered in different shapes)."""
+    digest = hashlib.sha256(endpoint.encode() + b"\n" + body).hexdigest()
+    return f"{PREFIX}{project_id}:{version}:{digest}"
 
 
 class RedisResponseCache:

@@ -83,12 +83,14 @@ class Exchange:
     cache_status: str = ""  # "hit" | "miss" | "skip" when the project caches
     cache_key: str = ""
     cached_entry: dict[str, Any] | None = None  # the stored answer a hit replayed
-    stream_events: list[str] | None = None  # what a cacheable stream sent, to store at its end
+    stream_events: list[bytes] | None = None  # the SSE frames a cacheable stream sent, to store at its end
     stream_bytes: int = 0
     max_tokens_sent: int | None = None  # the output cap the gateway lowered the request to
     saved: Decimal = Decimal(0)  # USD the provider's prompt cache saved (cached reads below the input price)
     user: str = ""  # the request's `user`
     endpoint: str = "chat.completions"  # the API the client called (the usage log's `endpoint`)
+    api: "ChatApi | None" = None  # the API the client speaks, once known (None: chat completions)
+    client_request: dict[str, Any] | None = None  # the request as the client wrote it, when not a chat completion
     finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
     hold: str = field(default_factory=lambda: random_string(16))  # names its reservation in the store
     reservation: "Reservation | None" = None
@@ -149,13 +151,113 @@ class Exchange:
         )
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
+def load_json(raw: bytes) -> Any:
+    """The request body parsed, or a 400 saying why it is not JSON."""
     try:
-        body: dict[str, Any] = orjson.loads(raw)  # validate_chat refuses anything but an object
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise GatewayError(400, f"The request body is not valid JSON: {e}", "invalid_request_error") from None
-    validate_chat(body)
-    return body
+
+
+# --- the APIs clients speak ------------------------------------------------------------------------
+
+
+@dataclass
+class Parsed:
+    """A request in the terms the machinery works in. `body` is it as a chat completion request
+    (routing, the reservation's bound, and the call to a provider it is translated for);
+    `native` is the client's own request, for providers that speak the client's API;
+    `untranslatable` says why `body` cannot stand for it (then only native providers may serve)."""
+
+    body: dict[str, Any]
+    native: dict[str, Any] | None = None
+    untranslatable: GatewayError | None = None
+
+
+def translation(body: dict[str, Any], native: dict[str, Any], untranslatable: GatewayError | None) -> Parsed:
+    """A client's request and its chat completion translation, which must pass chat's own checks
+    to be sent as one (when it does not, only providers of the client's API may serve it)."""
+    if untranslatable is None:
+        try:
+            validate_chat(body)
+        except GatewayError as e:
+            untranslatable = e
+    return Parsed(body, native, untranslatable)
+
+
+class StreamWriter:
+    """OpenAI chat.completion.chunk items → the SSE frames (bytes, each ending in a blank line)
+    the client's API streams. Chat completions: each chunk as a `data:` event (a usage chunk
+    with its cost), then `data: [DONE]`."""
+
+    def __init__(self, exchange: "Exchange") -> None:
+        self.exchange = exchange
+
+    def frames(self, item: StreamItem) -> list[bytes]:
+        if isinstance(item, dict) and not item.get("choices") and isinstance(item.get("usage"), dict):
+            _cost_into(self.exchange, item["usage"])
+        return [http.sse_event(item if isinstance(item, bytes) else orjson.dumps(item))]
+
+    def end(self) -> list[bytes]:
+        """The frames that close a complete stream (the exchange is concluded: usage known)."""
+        return [DONE]
+
+    def error(self, error: GatewayError) -> bytes:
+        """The frame of an error that cut the stream."""
+        return http.sse_event(orjson.dumps(error.body()))
+
+
+class ChatApi:
+    """An API the gateway serves over the chat completion machinery (routing, reservation,
+    cache, fallback, usage record). This one is chat completions itself: every provider is
+    reached through its wire format (gateway/wire) and answers are OpenAI's as they come.
+    Others (gateway/messages.py, gateway/responses.py) translate to and from it, and send a
+    request as it is to the providers whose wire format speaks their API (`native_format`)."""
+
+    endpoint = "chat.completions"
+    native_format: str | None = None
+
+    def parse(self, raw: bytes) -> Parsed:
+        """The request, checked; GatewayError 400 naming what is wrong."""
+        body = load_json(raw)
+        validate_chat(body)  # refuses anything but an object
+        return Parsed(body)
+
+    def is_native(self, candidate: routing.Candidate, parsed: Parsed) -> bool:
+        return candidate.wire_format == self.native_format
+
+    def native_call(self, parsed: Parsed, candidate: routing.Candidate, max_tokens: int | None, stream: bool) -> UpstreamCall:
+        """The provider's request: the client's own, to the model it routed to."""
+        raise NotImplementedError
+
+    def native_answer(self, data: Any, exchange: "Exchange") -> tuple[dict[str, Any], Usage | None, str]:
+        """The provider's answer as the client gets it, with its usage and finish reason (in
+        OpenAI's terms). Raises UpstreamFormatError when it cannot be read."""
+        raise NotImplementedError
+
+    def native_stream(self, model: str) -> StreamTranslator:
+        """Reads the provider's events for their usage and finish reason (its output is unused:
+        the events go to the client as they came)."""
+        raise NotImplementedError
+
+    def answer(self, completion: dict[str, Any], exchange: "Exchange") -> dict[str, Any]:
+        """A chat completion (of a translated provider) as the client's API answers it."""
+        if isinstance(completion.get("usage"), dict):  # what this request was billed, USD
+            completion["usage"]["cost"] = float(exchange.cost.total)
+        return completion
+
+    def writer(self, exchange: "Exchange") -> StreamWriter:
+        return StreamWriter(exchange)
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return error.body()
+
+
+CHAT = ChatApi()
+
+
+def api_of(exchange: "Exchange") -> ChatApi:
+    return exchange.api or CHAT
 
 
 # --- spend -------------------------------------------------------------------------------------
@@ -341,12 +443,17 @@ def price(exchange: Exchange) -> None:
 
 
 async def _open(
-    exchange: Exchange, candidates: list[routing.Candidate], body: dict[str, Any]
+    exchange: Exchange, candidates: list[routing.Candidate], parsed: Parsed
 ) -> tuple[WireFormat, aiohttp.ClientResponse]:
-    """The first provider to answer this chat completion request (first_answer)."""
+    """The first provider to answer this request (first_answer): sent as the client wrote it to
+    a provider that speaks the client's API, else as a chat completion through its wire format."""
+    api = api_of(exchange)
+
     def call_for(candidate: routing.Candidate, wire: WireFormat) -> UpstreamCall:
+        if api.is_native(candidate, parsed):
+            return api.native_call(parsed, candidate, exchange.max_tokens_sent, exchange.stream)
         return wire.build_call(
-            body=_capped(body, candidate, exchange.max_tokens_sent), upstream_model=candidate.offer.upstream_model,
+            body=_capped(parsed.body, candidate, exchange.max_tokens_sent), upstream_model=candidate.offer.upstream_model,
             base_url=candidate.base_url, token=candidate.token, stream=exchange.stream,
         )
     return await first_answer(exchange, candidates, call_for)
@@ -414,22 +521,30 @@ def response_headers(exchange: Exchange) -> dict[str, str]:
     return headers
 
 
-async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.ClientResponse, send: http.Send) -> None:
+async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.ClientResponse, send: http.Send,
+                       native: bool) -> None:
     assert exchange.candidate is not None  # set by _open
+    api = api_of(exchange)
     data = await read_json(response, exchange.candidate.token)
     if isinstance(data, dict) and data.get("error"):
         raise GatewayError(502, f"The provider reported an error: {wire.error_message(200, data)}", "upstream_error")
+    completion: dict[str, Any] | None = None
     try:
-        out, usage, reason = wire.parse_response(
-            data, model=exchange.candidate.offer.model, completion_id="chatcmpl-" + random_string(24), created=int(time.time())
-        )
+        if native:
+            out, usage, finish = api.native_answer(data, exchange)
+        else:
+            completion, usage, reason = wire.parse_response(
+                data, model=exchange.candidate.offer.model, completion_id="chatcmpl-" + random_string(24),
+                created=int(time.time()),
+            )
+            finish = reason or ""
     except UpstreamFormatError as e:
         raise GatewayError(502, f"The provider's answer could not be read: {e}", "upstream_error") from None
-    exchange.usage, exchange.finish_reason = _or_estimate(usage, exchange, out), reason or ""
+    exchange.usage, exchange.finish_reason = _or_estimate(usage, exchange, completion), finish
     exchange.first_byte_at = time.monotonic()
     price(exchange)
-    if isinstance(out.get("usage"), dict):  # what this request was billed, USD
-        out["usage"]["cost"] = float(exchange.cost.total)
+    if completion is not None:
+        out = api.answer(completion, exchange)
     payload = orjson.dumps(out)
     await conclude(exchange)  # recorded before the answer goes out
     # Marked before the last send: once it is out, the server reports the client gone.
@@ -438,8 +553,15 @@ async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.C
     await keep(exchange, {"body": payload.decode()})
 
 
-async def _pump(exchange: Exchange, translator: StreamTranslator, response: aiohttp.ClientResponse, send: http.Send) -> None:
-    """Upstream SSE → OpenAI chunks to the client, until the provider's stream ends."""
+class ProviderStreamError(GatewayError):
+    """The provider reported an error inside its stream (a native stream already passed it on)."""
+
+
+async def _pump(exchange: Exchange, translator: StreamTranslator, writer: StreamWriter | None,
+                response: aiohttp.ClientResponse, send: http.Send) -> None:
+    """Upstream SSE → the client, until the provider's stream ends: each event through the
+    translator, then as the writer frames its items (None: the event as it came, for a
+    provider that speaks the client's API). What one upstream read brought goes out in one write."""
     decoder = SSEDecoder()
     received = 0
     while True:
@@ -447,28 +569,34 @@ async def _pump(exchange: Exchange, translator: StreamTranslator, response: aioh
         received += len(chunk)
         if received > settings.UPSTREAM_MAX_RESPONSE_BYTES:
             raise GatewayError(502, "The provider's stream exceeded the size limit; it was cut.", "upstream_error")
-        events = decoder.feed(chunk) if chunk else decoder.close()
-        for event, data in events:
-            for item in translator.feed(event, data):
-                await _send_item(exchange, item, send)
+        frames: list[bytes] = []
+        for event, data in decoder.feed(chunk) if chunk else decoder.close():
+            items = translator.feed(event, data)
+            if writer is None:
+                frames.append(http.sse_frame(event, data))
+            else:
+                frames.extend(frame for item in items for frame in writer.frames(item))
             if translator.state.error:
-                raise GatewayError(502, f"The provider reported an error: {translator.state.error}", "upstream_error")
+                await _send_frames(exchange, frames, send)
+                raise ProviderStreamError(502, f"The provider reported an error: {translator.state.error}", "upstream_error")
+        await _send_frames(exchange, frames, send)
         if not chunk:
             return
 
 
-async def _send_item(exchange: Exchange, item: StreamItem, send: http.Send) -> None:
+async def _send_frames(exchange: Exchange, frames: list[bytes], send: http.Send, more: bool = True) -> None:
+    """Sends SSE frames in one write, keeping them for the response cache while they fit;
+    `more=False` ends the response."""
+    if not frames and more:
+        return
     if exchange.first_byte_at is None:
         exchange.first_byte_at = time.monotonic()
-    if isinstance(item, dict) and not item.get("choices") and isinstance(item.get("usage"), dict):
-        _cost_into(exchange, item["usage"])
-    payload = item if isinstance(item, bytes) else orjson.dumps(item)
     if exchange.stream_events is not None:
-        exchange.stream_events.append(payload.decode())
-        exchange.stream_bytes += len(payload)
+        exchange.stream_events.extend(frames)
+        exchange.stream_bytes += sum(map(len, frames))
         if exchange.stream_bytes > MAX_ENTRY_BYTES:
             exchange.stream_events = None  # too large to store: stop collecting
-    await http.send_sse(send, payload)
+    await send({"type": "http.response.body", "body": b"".join(frames), "more_body": more})
 
 
 def _cost_into(exchange: Exchange, usage: dict[str, Any]) -> None:
@@ -501,27 +629,30 @@ def _streamed_usage(exchange: Exchange, translator: StreamTranslator) -> Usage:
 
 
 async def _answer_stream(
-    exchange: Exchange, wire: WireFormat, response: aiohttp.ClientResponse, send: http.Send, include_usage: bool
+    exchange: Exchange, wire: WireFormat, response: aiohttp.ClientResponse, send: http.Send, include_usage: bool,
+    native: bool,
 ) -> None:
     assert exchange.candidate is not None  # set by _open
-    translator = wire.stream_translator(
-        model=exchange.candidate.offer.model, completion_id="chatcmpl-" + random_string(24),
-        created=int(time.time()), include_usage=include_usage,
+    api = api_of(exchange)
+    model = exchange.candidate.offer.model
+    translator = api.native_stream(model) if native else wire.stream_translator(
+        model=model, completion_id="chatcmpl-" + random_string(24), created=int(time.time()), include_usage=include_usage,
     )
+    writer = api.writer(exchange)
     await http.start_sse(send, response_headers(exchange))
     exchange.response_started = True
     try:
-        await _pump(exchange, translator, response, send)
+        await _pump(exchange, translator, None if native else writer, response, send)
         if translator.state.finish_reason is None:
             raise GatewayError(502, "The provider's stream ended before the answer was complete.", "upstream_error")
         exchange.usage = _or_estimate(translator.state.usage, exchange, chunks=translator.state.chunks)
         exchange.finish_reason = translator.state.finish_reason
-        for item in translator.finish():
-            await _send_item(exchange, item, send)
+        last = [] if native else [frame for item in translator.finish() for frame in writer.frames(item)]
+        await _send_frames(exchange, last, send)
         await conclude(exchange)  # recorded before the stream's last bytes
         exchange.finished = True
-        await http.end_sse(send, DONE)
-        await keep(exchange, {"events": exchange.stream_events})
+        await _send_frames(exchange, [] if native else writer.end(), send, more=False)
+        await keep(exchange, {"frames": exchange.stream_events})
     except (GatewayError, UpstreamFormatError) as e:
         error = e if isinstance(e, GatewayError) else GatewayError(502, f"The provider sent an unreadable event: {e}", "upstream_error")
         exchange.fail(error)
@@ -529,7 +660,8 @@ async def _answer_stream(
         exchange.finish_reason = exchange.finish_reason or translator.state.finish_reason or ""
         await conclude(exchange)
         exchange.finished = True
-        await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))
+        passed_on = native and isinstance(error, ProviderStreamError)  # the provider's own error event went out
+        await http.end_sse(send, b"" if passed_on else writer.error(error))
     except asyncio.CancelledError:
         exchange.usage = _streamed_usage(exchange, translator)
         raise
@@ -556,7 +688,7 @@ async def _lookup(exchange: Exchange, raw: bytes, candidates: list[routing.Candi
     if exchange.no_cache:
         exchange.cache_status = "skip"
         return None
-    exchange.cache_key = cache_key(snapshot.project_id, snapshot.cache_version, raw)
+    exchange.cache_key = cache_key(snapshot.project_id, snapshot.cache_version, raw, exchange.endpoint)
     try:
         entry, version = await asyncio.gather(response_cache().get(exchange.cache_key),
                                               get_store().config_version(snapshot.org_id))
@@ -577,8 +709,10 @@ async def keep(exchange: Exchange, content: dict[str, Any]) -> None:
     """Keeps a complete, successful answer for the project's cache duration."""
     if exchange.cache_status != "miss" or exchange.status != 200 or exchange.canceled:
         return
-    if "events" in content and content["events"] is None:
-        return  # a stream too large to keep
+    if "frames" in content:
+        if content["frames"] is None:
+            return  # a stream too large to keep
+        content = {"frames": [frame.decode() for frame in content["frames"]]}
     provider, model, mode = exchange.served_by()
     entry = {
         **content, "provider": provider, "model": model, "mode": mode, "cost": str(exchange.cost.total),
@@ -600,28 +734,32 @@ async def _replay(exchange: Exchange, entry: dict[str, Any], send: http.Send) ->
     await conclude(exchange)
     headers = response_headers(exchange)
     exchange.response_started = True
-    if "events" in entry:
+    if "frames" in entry:
         await http.start_sse(send, headers)
-        for payload in entry["events"]:
-            await http.send_sse(send, _billed_nothing(payload).encode())
         exchange.finished = True
-        await http.end_sse(send, DONE)
+        await http.end_sse(send, b"".join(_billed_nothing(frame).encode() for frame in entry["frames"]))
     else:
         exchange.finished = True
         await http.send_json(send, 200, _billed_nothing(entry["body"]).encode(), headers)
 
 
 def _billed_nothing(payload: str) -> str:
-    """A stored answer (or stream event) with its `usage.cost` set to 0: a hit costs nothing.
-    Only payloads that carry a cost are parsed."""
+    """A stored answer (or SSE frame) with its `usage.cost` set to 0: a hit costs nothing.
+    Only payloads that carry a cost are parsed (a frame's JSON is its last line, `data: {...}`)."""
     if '"cost"' not in payload:
         return payload
-    data = orjson.loads(payload)
+    lines = payload.rstrip("\n").split("\n")
+    framed = payload.startswith(("data: ", "event: ")) and lines[-1].startswith("data: ")
+    try:
+        data = orjson.loads(lines[-1][6:] if framed else payload)
+    except orjson.JSONDecodeError:
+        return payload
     usage = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(usage, dict) or "cost" not in usage:
         return payload
     usage["cost"] = 0
-    return orjson.dumps(data).decode()
+    fixed = orjson.dumps(data).decode()
+    return "\n".join([*lines[:-1], "data: " + fixed]) + "\n\n" if framed else fixed
 
 
 # --- the handler ---------------------------------------------------------------------------------
@@ -631,31 +769,50 @@ Reload = Callable[[], Awaitable[KeySnapshot | None]]
 
 
 async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Callable[[], None] | None = None,
-                 reload: Reload | None = None) -> None:
-    """Answers one request; the caller concludes the exchange, whatever happens here (an
-    answer that went out whole was concluded already). `on_stream` is called when the request
-    turns out to stream (to watch for the client leaving: a stream cut short is billed for
-    what was sent). `reload` gives the key's snapshot afresh when the store says the
-    organization's configuration changed since it was loaded."""
-    body = _parse(raw)
+                 reload: Reload | None = None, api: ChatApi = CHAT) -> None:
+    """Answers one request of `api` (chat completions, or an API served over them); the caller
+    concludes the exchange, whatever happens here (an answer that went out whole was concluded
+    already). `on_stream` is called when the request turns out to stream (to watch for the
+    client leaving: a stream cut short is billed for what was sent). `reload` gives the key's
+    snapshot afresh when the store says the organization's configuration changed since it was
+    loaded."""
+    exchange.api, exchange.endpoint = api, api.endpoint
+    parsed = api.parse(raw)
+    body, exchange.client_request = parsed.body, parsed.native
     exchange.requested_model = body["model"]
     exchange.stream = bool(body.get("stream"))
     exchange.user = body["user"] if isinstance(body.get("user"), str) else ""
     exchange.prompt_estimate = len(raw) // 4
     if exchange.stream and on_stream is not None:
         on_stream()
-    candidates = await admit(exchange, raw, body, send, reload)
+    def route(snapshot: KeySnapshot, model: str) -> list[routing.Candidate]:
+        return _servable(routing.candidates(snapshot, model), parsed, api)
+
+    candidates = await admit(exchange, raw, body, send, reload, route)
     if candidates is None:
         return  # answered from the cache
-    wire, response = await _open(exchange, candidates, body)
+    wire, response = await _open(exchange, candidates, parsed)
+    assert exchange.candidate is not None  # set by _open
+    native = api.is_native(exchange.candidate, parsed)
     try:
         if exchange.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            await _answer_stream(exchange, wire, response, send, include_usage)
+            await _answer_stream(exchange, wire, response, send, include_usage, native)
         else:
-            await _answer_json(exchange, wire, response, send)
+            await _answer_json(exchange, wire, response, send, native)
     finally:
         response.close()
+
+
+def _servable(candidates: list[routing.Candidate], parsed: Parsed, api: ChatApi) -> list[routing.Candidate]:
+    """The candidates that can take the request: all of them, or, when it has no chat
+    completion equivalent, those that speak the client's API (else the reason, a 400)."""
+    if parsed.untranslatable is None:
+        return candidates
+    native = [c for c in candidates if api.is_native(c, parsed)]
+    if not native:
+        raise parsed.untranslatable
+    return native
 
 
 Route = Callable[[KeySnapshot, str], list[routing.Candidate]]
@@ -708,8 +865,9 @@ async def error_during(exchange: Exchange, error: GatewayError, send: http.Send)
     """An error before the answer started goes out as an HTTP error; after, as an SSE event."""
     exchange.fail(error)
     already_finished, exchange.finished = exchange.finished, True
+    api = api_of(exchange)
     if not exchange.response_started:
         exchange.response_started = True
-        await http.send_error(send, error, response_headers(exchange))
+        await http.send_error(send, error, response_headers(exchange), api.error_body)
     elif exchange.stream and not already_finished:
-        await http.end_sse(send, http.sse_event(orjson.dumps(error.body())))
+        await http.end_sse(send, api.writer(exchange).error(error))

@@ -68,8 +68,10 @@ async def send_json(send: Send, status: int, body: bytes | dict[str, Any], heade
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_error(send: Send, error: GatewayError, headers: dict[str, str] | None = None) -> None:
-    await send_json(send, error.status, error.body(), {**(headers or {}), **error.headers})
+async def send_error(send: Send, error: GatewayError, headers: dict[str, str] | None = None,
+                     shape: Callable[[GatewayError], dict[str, Any]] = GatewayError.body) -> None:
+    """The error as an HTTP answer, in the endpoint's error shape (OpenAI's unless told)."""
+    await send_json(send, error.status, shape(error), {**(headers or {}), **error.headers})
 
 
 async def start_sse(send: Send, headers: dict[str, str]) -> None:
@@ -78,6 +80,12 @@ async def start_sse(send: Send, headers: dict[str, str]) -> None:
 
 def sse_event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
+
+
+def sse_frame(event: str, data: str) -> bytes:
+    """An SSE event as the provider sent it: its name (if any) and its data, line by line."""
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return (f"event: {event}\n{lines}\n" if event else f"{lines}\n").encode()
 
 
 async def send_sse(send: Send, payload: bytes) -> None:

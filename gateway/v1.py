@@ -2,6 +2,7 @@
 and the process's background work (events, usage log flushing)."""
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from core import events
 from core.hashing import sha256_hex
 from core.ids import random_string
 from core.money import format_money
-from gateway import catalog, chat, cors, embeddings, http, routing, usagelog
+from gateway import catalog, chat, cors, embeddings, http, messages, responses, routing, usagelog
 from gateway.allow import key_refusal
 from gateway.errors import GatewayError
 from gateway.keys import SnapshotCache
@@ -113,6 +114,21 @@ def _one_model(snapshot: KeySnapshot, model: str) -> dict[str, Any]:
 Handler = Callable[[chat.Exchange, bytes, http.Send, Callable[[], None], chat.Reload], Awaitable[None]]
 
 
+def _messages(scope: http.Scope) -> tuple[str, Handler, chat.ChatApi]:
+    api = messages.MessagesApi(messages.client_headers(scope))  # the client's Anthropic headers go on to Claude
+    return api.endpoint, functools.partial(chat.handle, api=api), api
+
+
+# The API endpoints (POST): each request gets the key's checks, the reservation and one usage
+# row (`serve`). Path → (the usage log's `endpoint`, its handler, the API whose error shape it answers in).
+ENDPOINTS: dict[str, Callable[[http.Scope], tuple[str, Handler, chat.ChatApi]]] = {
+    "/v1/chat/completions": lambda scope: ("chat.completions", chat.handle, chat.CHAT),
+    "/v1/messages": _messages,
+    "/v1/responses": lambda scope: ("responses", functools.partial(chat.handle, api=responses.RESPONSES), responses.RESPONSES),
+    "/v1/embeddings": lambda scope: ("embeddings", embeddings.handle, chat.CHAT),
+}
+
+
 class GatewayApp:
     def __init__(self) -> None:
         self.snapshots = SnapshotCache()
@@ -181,15 +197,20 @@ class GatewayApp:
         if not REQUEST_ID.match(request_id):
             request_id = "req_" + random_string(20)
         headers = {"x-request-id": request_id}
+        shape = messages.error_body if path.startswith("/v1/messages") else GatewayError.body
         try:
-            if path == "/v1/chat/completions":
+            if path in ENDPOINTS:
                 if method != "POST":
-                    raise GatewayError(405, "Use POST for /v1/chat/completions.", "method_not_allowed")
-                return await self.serve(scope, receive, send, request_id, chat.handle)
-            if path == "/v1/embeddings":
+                    raise GatewayError(405, f"Use POST for {path}.", "method_not_allowed")
+                endpoint, handler, api = ENDPOINTS[path](scope)
+                return await self.serve(scope, receive, send, request_id, handler, api, endpoint)
+            if path == "/v1/messages/count_tokens":
                 if method != "POST":
-                    raise GatewayError(405, "Use POST for /v1/embeddings.", "method_not_allowed")
-                return await self.serve(scope, receive, send, request_id, embeddings.handle)
+                    raise GatewayError(405, "Use POST for /v1/messages/count_tokens.", "method_not_allowed")
+                snapshot = _check_access(await self._fresh(scope, await self._snapshot(scope)))
+                raw = await http.read_body(scope, receive, settings.GATEWAY_MAX_BODY_BYTES)
+                counted = await messages.count_tokens(snapshot, raw, messages.client_headers(scope))
+                return await http.send_json(send, 200, counted, headers)
             if path == "/v1/key":
                 if method != "GET":
                     raise GatewayError(405, "Use GET for /v1/key.", "method_not_allowed")
@@ -204,15 +225,16 @@ class GatewayApp:
                 return await http.send_json(send, 200, _one_model(snapshot, path.removeprefix("/v1/models/")), headers)
             raise GatewayError(404, f"Unknown endpoint {scope['path']}.", "not_found")
         except GatewayError as e:
-            await http.send_error(send, e, headers)
+            await http.send_error(send, e, headers, shape)
         except DatabaseError:
             log.warning("database unavailable for a cold key", exc_info=True)
             error = GatewayError(503, "The gateway cannot verify this API key right now; try again shortly.",
                                  "service_unavailable", headers={"Retry-After": "2"})
-            await http.send_error(send, error, headers)
+            await http.send_error(send, error, headers, shape)
         except Exception:
             log.exception("unexpected error in %s", path)
-            await http.send_error(send, GatewayError(503, "The gateway could not handle this request.", "internal_error"), headers)
+            error = GatewayError(503, "The gateway could not handle this request.", "internal_error")
+            await http.send_error(send, error, headers, shape)
 
     async def _snapshot(self, scope: http.Scope) -> KeySnapshot | None:
         address = (scope.get("client") or ("unknown",))[0]
@@ -241,14 +263,16 @@ class GatewayApp:
         return snapshot
 
     async def serve(self, scope: http.Scope, receive: http.Receive, send: http.Send, request_id: str,
-                    handler: Handler) -> None:
-        """One request of an API endpoint (`handler`: chat.handle or embeddings.handle), with
-        what they share: the key's checks, the body's size cap, the in-flight registry the
-        project-deletion stop uses, errors in OpenAI's shape, and the usage record once."""
+                    handler: Handler, api: chat.ChatApi = chat.CHAT, endpoint: str = "chat.completions") -> None:
+        """One request of an API endpoint (`handler`: chat.handle for chat completions and the
+        APIs served over them, or embeddings.handle), with what they share: the key's checks,
+        the body's size cap, the in-flight registry the project-deletion stop uses, errors in
+        the API's shape, and the usage record once."""
         # A request of a known key is logged whatever happens to it, refusals included.
         snapshot = _known(await self._snapshot(scope))
         exchange = chat.Exchange(
-            snapshot=snapshot, request_id=request_id, no_cache=(http.header(scope, b"x-no-cache") or "").lower() == "true"
+            snapshot=snapshot, request_id=request_id, no_cache=(http.header(scope, b"x-no-cache") or "").lower() == "true",
+            api=api, endpoint=endpoint,
         )
         task = asyncio.current_task()
         assert task is not None  # an ASGI server runs each request in a task
