@@ -191,13 +191,15 @@ class ChatRequest:
 
 
 def usage_from(usage: Any) -> Usage:
-    """The Responses API's usage (input_tokens with its cached ones, output_tokens with its
-    reasoning ones) in the gateway's terms."""
+    """The Responses API's usage (input_tokens with its cache reads and writes, output_tokens
+    with its reasoning ones) in the gateway's terms."""
     usage = as_dict(usage)
+    details = as_dict(usage.get("input_tokens_details"))
     return Usage(
         prompt_tokens=clean_count(usage.get("input_tokens")),
         completion_tokens=clean_count(usage.get("output_tokens")),
-        cached_tokens=clean_count(as_dict(usage.get("input_tokens_details")).get("cached_tokens")),
+        cached_tokens=clean_count(details.get("cached_tokens")),
+        cache_write_tokens=clean_count(details.get("cache_write_tokens")),
         reasoning_tokens=clean_count(as_dict(usage.get("output_tokens_details")).get("reasoning_tokens")),
     )
 
@@ -205,7 +207,7 @@ def usage_from(usage: Any) -> Usage:
 def responses_usage(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,

@@ -19,6 +19,31 @@ in /chat/completions speaks OpenAI, /v1/messages speaks Anthropic and
 /models/{model}:generateContent|streamGenerateContent speaks Google. The first path
 segment is the "provider" the fake records and matches faults against.
 
+Responses: any POST path ending in /responses (e.g. /openai/v1/responses) speaks OpenAI's
+Responses API (wire "openai", Call.endpoint "responses"): a Response object ("resp_..."), its
+`output` one `message` item holding `reply`, or one `function_call` item when the request has
+a function tool (the first `{"type": "function", "name": ...}` of `tools`, arguments
+TOOL_ARGUMENTS); `usage` from `usage` plus `cached_tokens` (of the input) and
+`reasoning_tokens` (of the output), the settings only this endpoint reports. Streamed
+("stream": true), it is OpenAI's semantic events, `event: <type>` + `data: <json>` with a
+`sequence_number` from 0 and no [DONE]: response.created, response.in_progress,
+response.output_item.added, then for a message response.content_part.added,
+response.output_text.delta x stream_chunks, response.output_text.done,
+response.content_part.done, or for a call response.function_call_arguments.delta x
+stream_chunks, response.function_call_arguments.done; then response.output_item.done and
+response.completed (the whole Response with its usage). Deltas carry OpenAI's `obfuscation`
+padding unless stream_options.include_obfuscation is false. The request's settings are echoed
+(instructions, max_output_tokens, tools, tool_choice, temperature, text, reasoning, metadata,
+...) with OpenAI's defaults where it sent none. With `strict`, a body without `model` or
+`input` gets OpenAI's 400 naming the param (missing_required_parameter).
+Faults aimed at "generate" (the default of fail()) hit Responses calls too, since a Response
+is a completion and faults are rendered in each endpoint's own shape; on="responses" hits only
+them. Replays are raw bytes in one wire's shape, so replay(on="generate") leaves Responses
+calls alone: use on="responses" (or "any"). The gate holds Responses calls as completions.
+error_in_200 mid-stream ends a Responses stream with OpenAI's documented `error` event
+({"type": "error", "code", "message", "param", "sequence_number"}), or with `failed=True`
+a `response.failed` event whose Response has status "failed" and `error` {code, message}.
+
 Embeddings: POST .../embeddings with an OpenAI embeddings body (a JSON object holding
 `input`) speaks OpenAI's embeddings API, and /models/{model}:batchEmbedContents|embedContent
 Google's; the vectors are deterministic (embedding_vector), `embedding_dimensions` long unless
@@ -77,6 +102,8 @@ DEFAULTS: dict[str, Any] = {
     "bill_most": False,  # report most_billed() of each request instead of `usage`
     "embedding_dimensions": 8,  # the length of an embedding when the request asks for none
     "embedding_tokens": None,  # None: embedding_tokens_of() the input; else this count per request
+    "cached_tokens": 0,  # Responses only: usage.input_tokens_details.cached_tokens (of the input)
+    "reasoning_tokens": 0,  # Responses only: usage.output_tokens_details.reasoning_tokens (of the output)
 }
 
 DEFAULT_MODELS = {
@@ -93,14 +120,14 @@ FAULT_KINDS: dict[str, dict[str, Any]] = {
     "cut_mid_stream": {"after": 1, "rst": False},
     "invalid_json": {"body": None},
     "garbage_sse": {"events": None},
-    "error_in_200": {"after": 0, "error": None},
+    "error_in_200": {"after": 0, "error": None, "failed": False},
     "bad_usage": {"mode": "negative"},
     "huge_stream": {"size_mb": 10, "chunk_kb": 64},
     "slow": {"seconds": 1.0},
     "reset_after_request": {},
 }
-FAULT_TARGETS = ("generate", "models", "embeddings", "any")
-REPLAY_TARGETS = ("generate", "embeddings", "count_tokens", "any")
+FAULT_TARGETS = ("generate", "responses", "models", "embeddings", "any")
+REPLAY_TARGETS = ("generate", "responses", "embeddings", "count_tokens", "any")
 USAGE_MODES = ("negative", "missing", "absent", "null", "string")
 
 _GOOGLE_PATH = re.compile(
@@ -126,7 +153,7 @@ class Call:
     raw: bytes
     time: float  # time.time() when the request was read
     wire: str | None = None  # "openai" | "anthropic" | "google" | None (unknown path)
-    endpoint: str | None = None  # "generate" | "models" | "count_tokens" | "embeddings" | None
+    endpoint: str | None = None  # "generate" | "responses" | "models" | "count_tokens" | "embeddings" | None
     stream: bool = False
     fault: str | None = None  # the fault kind applied to this request, if any
     status: int | None = None  # the status sent, None when no headers were sent
@@ -153,7 +180,8 @@ class _Fault:
     def matches(self, provider: str, endpoint: str | None) -> bool:
         if self.provider is not None and self.provider != provider:
             return False
-        return self.on == "any" or self.on == endpoint
+        # "generate" means every completion, OpenAI's Responses included (see the module docstring)
+        return self.on == "any" or self.on == endpoint or (self.on == "generate" and endpoint == "responses")
 
 
 @dataclass
@@ -212,6 +240,14 @@ class _Reply:
     include_usage: bool = False  # OpenAI stream_options.include_usage
     sse: bool = True  # Google: alt=sse; otherwise a streamed JSON array
     crlf: bool = True
+    # OpenAI Responses only:
+    request: dict = field(default_factory=dict)  # the request body, whose settings a Response echoes
+    item_id: str = ""  # the output item's id: msg_... or fc_...
+    cached_tokens: int = 0  # of prompt_tokens
+    reasoning_tokens: int = 0  # of completion_tokens
+    obfuscate: bool = True  # stream_options.include_obfuscation
+    failed: bool = False  # an in-stream error is a response.failed event, not an `error` event
+    sequence: int = 0  # the next stream event's sequence_number
 
     def text(self) -> str:
         return "".join(self.pieces)
@@ -393,6 +429,191 @@ class _OpenAI:
         return {"input_tokens": r.prompt_tokens}
 
 
+class _OpenAIResponses(_OpenAI):
+    """OpenAI's Responses API (POST .../responses): its keys, listing and error shape are
+    _OpenAI's; the Response object and its semantic stream events are its own."""
+
+    _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+                   float: "a decimal"}
+
+    @staticmethod
+    def _param_error(message: str, param: str | None, code: str | None) -> dict:
+        return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+    def check(self, request: web.BaseRequest, body: Any) -> str | dict | None:
+        if not isinstance(body, dict):
+            return "We could not parse the JSON body of your request."
+        for name in ("model", "input"):
+            if body.get(name) is None or (name == "model" and not body[name]):
+                return self._param_error(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+        if not isinstance(body["input"], (str, list)):
+            got = self._JSON_TYPES.get(type(body["input"]), "a value")
+            return self._param_error(
+                f"Invalid type for 'input': expected one of a string or an array of input items, but got {got} instead.",
+                "input", "invalid_type")
+        return None
+
+    def tool_name(self, body: dict) -> str | None:
+        """The first function tool's name (built-in tools such as web_search are not called)."""
+        for tool in body.get("tools") or []:
+            if isinstance(tool, dict) and tool.get("type") == "function" and tool.get("name"):
+                return tool["name"]
+        return None
+
+    def usage(self, r: _Reply) -> Any:
+        p, c = _counts(r.usage_mode, r.prompt_tokens, r.completion_tokens)
+        cached, reasoning = _counts(r.usage_mode if r.usage_mode == "string" else None, r.cached_tokens,
+                                    r.reasoning_tokens)
+        missing = r.usage_mode == "missing"
+        return _usage_obj(r.usage_mode, {
+            "input_tokens": p,
+            "input_tokens_details": _MISSING if missing else {"cached_tokens": cached},
+            "output_tokens": c,
+            "output_tokens_details": _MISSING if missing else {"reasoning_tokens": reasoning},
+            "total_tokens": _minus_missing(p, c),
+        })
+
+    def response(self, r: _Reply, status: str, output: list, usage: Any, error: dict | None = None,
+                 stream: bool = False) -> dict:
+        """A Response object, with the request's settings echoed as OpenAI echoes them (its
+        defaults where the request sent none), in the order api.openai.com writes its fields."""
+        body = r.request
+
+        def echo(name: str, default: Any) -> Any:
+            value = body.get(name)
+            return default if value is None else value
+
+        reasoning = {"effort": None, "summary": None}
+        if isinstance(body.get("reasoning"), dict):
+            reasoning.update(body["reasoning"])
+        text = {"format": {"type": "text"}, "verbosity": "medium"}
+        if isinstance(body.get("text"), dict):
+            text.update(body["text"])
+        tier = body.get("service_tier")
+        data: dict[str, Any] = {
+            "id": r.id,
+            "object": "response",
+            "created_at": r.created,
+            "status": status,
+            "background": echo("background", False),
+        }
+        if not stream:
+            data["billing"] = {"payer": "developer"}
+        data.update({
+            "completed_at": max(r.created, int(time.time())) if status == "completed" else None,
+            "error": error,
+            "incomplete_details": None,
+            "instructions": echo("instructions", None),
+            "max_output_tokens": echo("max_output_tokens", None),
+            "max_tool_calls": echo("max_tool_calls", None),
+            "model": r.model,
+            "output": output,
+            "parallel_tool_calls": echo("parallel_tool_calls", True),
+            "previous_response_id": echo("previous_response_id", None),
+            "prompt_cache_key": echo("prompt_cache_key", None),
+            "prompt_cache_retention": echo("prompt_cache_retention", None),
+            "reasoning": reasoning,
+            "safety_identifier": echo("safety_identifier", None),
+            # a finished Response names the tier that served it; "auto" while it runs
+            "service_tier": tier if tier and tier != "auto" else ("default" if status == "completed" else "auto"),
+            "store": echo("store", True),
+            "temperature": echo("temperature", 1.0),
+            "text": text,
+            "tool_choice": echo("tool_choice", "auto"),
+            "tools": echo("tools", []),
+            "top_logprobs": echo("top_logprobs", 0),
+            "top_p": echo("top_p", 1.0),
+            "truncation": echo("truncation", "disabled"),
+        })
+        _put(data, "usage", usage)
+        data["user"] = echo("user", None)
+        data["metadata"] = echo("metadata", {})
+        return data
+
+    @staticmethod
+    def _part(text: str) -> dict:
+        return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+    def _item(self, r: _Reply, text: str, done: bool) -> dict:
+        status = "completed" if done else "in_progress"
+        if r.tool:
+            return {"id": r.item_id, "type": "function_call", "status": status, "arguments": text if done else "",
+                    "call_id": r.tool[0], "name": r.tool[1]}
+        return {"id": r.item_id, "type": "message", "status": status,
+                "content": [self._part(text)] if done else [], "role": "assistant"}
+
+    def completion(self, r: _Reply) -> dict:
+        return self.response(r, "completed", [self._item(r, r.text(), done=True)], self.usage(r))
+
+    def event(self, data: dict) -> bytes:
+        return f"event: {data['type']}\ndata: {_dumps(data)}\n\n".encode()
+
+    def _emit(self, r: _Reply, data: dict) -> bytes:
+        data["sequence_number"] = r.sequence
+        r.sequence += 1
+        return self.event(data)
+
+    @staticmethod
+    def _obfuscation(r: _Reply, delta: str) -> str:
+        """Random-looking padding that evens out the event sizes, as OpenAI's (deterministic here)."""
+        digest = hashlib.sha256(f"{r.id}:{r.sequence}".encode()).digest()
+        letters = "".join(ch for ch in base64.b64encode(digest).decode() if ch.isalnum())
+        return letters[: (-len(delta)) % 16 or 16]
+
+    def stream(self, r: _Reply) -> Iterator[tuple[bytes, bool]]:
+        """(event bytes, is a content event) in order: the deltas are the content events."""
+        yield self._emit(r, {"type": "response.created",
+                             "response": self.response(r, "in_progress", [], None, stream=True)}), False
+        yield self._emit(r, {"type": "response.in_progress",
+                             "response": self.response(r, "in_progress", [], None, stream=True)}), False
+        yield self._emit(r, {"type": "response.output_item.added", "item": self._item(r, "", done=False),
+                             "output_index": 0}), False
+        sent: list[str] = []
+        if r.tool:
+            for piece in r.pieces:
+                sent.append(piece)
+                delta = {"type": "response.function_call_arguments.delta", "delta": piece, "item_id": r.item_id}
+                if r.obfuscate:
+                    delta["obfuscation"] = self._obfuscation(r, piece)
+                delta["output_index"] = 0
+                yield self._emit(r, delta), True
+            arguments = "".join(sent)
+            yield self._emit(r, {"type": "response.function_call_arguments.done", "arguments": arguments,
+                                 "item_id": r.item_id, "output_index": 0}), False
+            item = self._item(r, arguments, done=True)
+        else:
+            yield self._emit(r, {"type": "response.content_part.added", "content_index": 0, "item_id": r.item_id,
+                                 "output_index": 0, "part": self._part("")}), False
+            for piece in r.pieces:
+                sent.append(piece)
+                delta = {"type": "response.output_text.delta", "content_index": 0, "delta": piece,
+                         "item_id": r.item_id, "logprobs": []}
+                if r.obfuscate:
+                    delta["obfuscation"] = self._obfuscation(r, piece)
+                delta["output_index"] = 0
+                yield self._emit(r, delta), True
+            text = "".join(sent)
+            yield self._emit(r, {"type": "response.output_text.done", "content_index": 0, "item_id": r.item_id,
+                                 "logprobs": [], "output_index": 0, "text": text}), False
+            yield self._emit(r, {"type": "response.content_part.done", "content_index": 0, "item_id": r.item_id,
+                                 "output_index": 0, "part": self._part(text)}), False
+            item = self._item(r, text, done=True)
+        yield self._emit(r, {"type": "response.output_item.done", "item": item, "output_index": 0}), False
+        yield self._emit(r, {"type": "response.completed",
+                             "response": self.response(r, "completed", [item], self.usage(r), stream=True)}), False
+
+    def stream_error(self, error: dict | None, r: _Reply) -> bytes:
+        """OpenAI's `error` stream event, or with r.failed a response.failed; `error` may set
+        code, message and param."""
+        fields = {"code": "server_error", "message": self.error(500)["error"]["message"], "param": None}
+        fields.update({k: v for k, v in (error or {}).items() if k in fields})
+        if r.failed:
+            failed = self.response(r, "failed", [], None, error={"code": fields["code"], "message": fields["message"]},
+                                   stream=True)
+            return self._emit(r, {"type": "response.failed", "response": failed})
+        return self._emit(r, {"type": "error", **fields})
+
+
 class _Anthropic:
     name = "anthropic"
     stream_content_type = "text/event-stream; charset=utf-8"
@@ -427,9 +648,13 @@ class _Anthropic:
             return "anthropic-version: header is required"
         if not isinstance(body, dict):
             return "There was an issue with your request body: it is not valid JSON."
-        for required in ("model", "messages", "max_tokens"):
+        # Token counting takes the request without max_tokens (Anthropic's count_tokens reference).
+        counting = request.path.endswith("/count_tokens")
+        for required in ("model", "messages") if counting else ("model", "messages", "max_tokens"):
             if required not in body:
                 return f"{required}: Field required"
+        if counting and "max_tokens" in body:
+            return "max_tokens: Extra inputs are not permitted"
         return None
 
     def tool_name(self, body: dict) -> str | None:
@@ -620,6 +845,12 @@ class _Google:
 
 
 _WIRES = {"openai": _OpenAI(), "anthropic": _Anthropic(), "google": _Google()}
+_RESPONSES = _OpenAIResponses()
+
+
+def _wire_of(wire: str | None, endpoint: str | None) -> Any:
+    """The format that writes answers for a wire and endpoint (OpenAI's Responses apart)."""
+    return _RESPONSES if endpoint == "responses" else _WIRES[wire]
 
 
 # ---------------------------------------------------------------------------------------
@@ -721,7 +952,9 @@ class MostBilled:
 
 
 # Where each wire format keeps the prompt (tools and answer schemas are counted apart).
-_PROMPT_FIELDS = {"openai": ("messages",), "anthropic": ("system", "messages"), "google": ("systemInstruction", "contents")}
+# "responses" is OpenAI's Responses API, a wire format of its own here.
+_PROMPT_FIELDS = {"openai": ("messages",), "responses": ("instructions", "input"), "anthropic": ("system", "messages"),
+                  "google": ("systemInstruction", "contents")}
 # Structured values the model reads as JSON (tool calls and their results): counted whole, keys too.
 _JSON_VALUES = {"arguments", "input", "args", "response"}
 
@@ -766,6 +999,14 @@ def _media(wire: str, node: dict) -> tuple[str, int] | None:
             audio = node.get("input_audio")
             return "audio", _audio_tokens(audio.get("data") if isinstance(audio, dict) else None)
         if kind == "file":
+            return "document", 0
+    elif wire == "responses":
+        if kind == "input_image":
+            return "image", 0
+        if kind == "input_audio":
+            audio = node.get("input_audio")
+            return "audio", _audio_tokens(audio.get("data") if isinstance(audio, dict) else None)
+        if kind == "input_file":
             return "document", 0
     elif wire == "anthropic":
         if kind == "image":  # Anthropic refuses an image block that is not a picture
@@ -817,6 +1058,9 @@ def _output_schema(wire: str, body: dict) -> Any:
     """The JSON schema the answer must follow, if the request sets one."""
     if wire == "openai":
         return body.get("response_format") or None
+    if wire == "responses" and isinstance(body.get("text"), dict):
+        text_format = body["text"].get("format")
+        return text_format if isinstance(text_format, dict) and text_format.get("type") != "text" else None
     if wire == "google" and isinstance(body.get("generationConfig"), dict):
         config = body["generationConfig"]
         return config.get("responseJsonSchema") or config.get("responseSchema")
@@ -834,6 +1078,8 @@ def _output(wire: str, model: str, body: dict) -> int:
         config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
         caps = [_positive(config.get("maxOutputTokens"))]
         choices = _positive(config.get("candidateCount")) or 1
+    elif wire == "responses":
+        caps, choices = [_positive(body.get("max_output_tokens"))], 1
     else:
         caps = [_positive(body.get("max_tokens")), _positive(body.get("max_completion_tokens"))]
         choices = (_positive(body.get("n")) or 1) if wire == "openai" else 1
@@ -843,7 +1089,8 @@ def _output(wire: str, model: str, body: dict) -> int:
 
 def most_billed(wire: str | None, provider: str, model: str, body: Any) -> MostBilled:
     """The most a provider could bill for `body`, the request it received in its own wire
-    format ("openai" | "anthropic" | "google") from the first path segment `provider`:
+    format ("openai" | "responses" (OpenAI's Responses API) | "anthropic" | "google") from
+    the first path segment `provider`:
 
     - prompt: one token per UTF-8 byte of the text it holds (messages, system, and tools
       and an answer's JSON schema as their JSON, plus TOOLS_OVERHEAD for the prompt a
@@ -851,8 +1098,8 @@ def most_billed(wire: str | None, provider: str, model: str, body: Any) -> MostB
       each picture at gateway.pricing's per-item maximum for the provider, each audio clip
       at 32 tokens per 640 bytes, each document at the whole context; never more than the
       context length (10% over the catalog's figure), which a provider refuses beyond.
-    - output: the cap the request carries, else the model's maximum (catalog.max_output_of),
-      times the choices asked for.
+    - output: the cap the request carries (Responses: max_output_tokens), else the model's
+      maximum (catalog.max_output_of), times the choices asked for.
     - Anthropic, when any cache_control is in the request: every prompt token as a cache
       write (the costliest way).
     """
@@ -881,11 +1128,12 @@ def most_billed(wire: str | None, provider: str, model: str, body: Any) -> MostB
 
 
 def answer_reporting(wire: str, model: str, most: MostBilled) -> dict:
-    """The provider's whole (not streamed) answer reporting `most`, as bill_most sends it."""
-    reply = _Reply(wire=wire, model=model, id="fake", created=0, pieces=[DEFAULT_REPLY], tool=None,
-                   prompt_tokens=most.prompt_tokens, completion_tokens=most.completion_tokens,
-                   cache_write_tokens=most.cache_write_tokens)
-    return _WIRES[wire].completion(reply)
+    """The provider's whole (not streamed) answer reporting `most`, as bill_most sends it
+    (`wire` as most_billed takes it, "responses" included)."""
+    reply = _Reply(wire="openai" if wire == "responses" else wire, model=model, id="fake", created=0,
+                   pieces=[DEFAULT_REPLY], tool=None, prompt_tokens=most.prompt_tokens,
+                   completion_tokens=most.completion_tokens, cache_write_tokens=most.cache_write_tokens)
+    return _wire_of(reply.wire, "responses" if wire == "responses" else None).completion(reply)
 
 
 # ---------------------------------------------------------------------------------------
@@ -928,6 +1176,8 @@ class FakeUpstream:
     bill_most: bool
     embedding_dimensions: int
     embedding_tokens: int | None
+    cached_tokens: int
+    reasoning_tokens: int
 
     def _apply_defaults(self) -> None:
         for name, value in DEFAULTS.items():
@@ -1068,7 +1318,9 @@ class FakeUpstream:
         """Queue a fault for the next `times` matching requests (None: every one until reset).
 
         `provider` restricts it to one first path segment; `on` picks the requests:
-        "generate" (completions, the default), "models" (key validation), "embeddings" or "any".
+        "generate" (completions, the default: chat completions, messages, generateContent and
+        OpenAI Responses), "responses" (OpenAI Responses only), "models" (key validation),
+        "embeddings" or "any".
 
         Kinds and options (defaults in FAULT_KINDS):
           status(status=500, body=None|dict|str, headers=None, content_type=None)
@@ -1080,9 +1332,11 @@ class FakeUpstream:
               (FIN; rst=True: a TCP reset).
           invalid_json(body=None)   200, application/json, a body that does not parse.
           garbage_sse(events=None)  streaming 200 whose `data:` lines are not JSON.
-          error_in_200(after=0, error=None)   200 carrying the format's error object;
-              when streaming, after `after` content events (OpenAI `data: {"error":..}`,
-              Anthropic `event: error`, Google `data: {"error":..}`).
+          error_in_200(after=0, error=None, failed=False)   200 carrying the format's error
+              object; when streaming, after `after` content events (OpenAI `data: {"error":..}`,
+              Anthropic `event: error`, Google `data: {"error":..}`, OpenAI Responses an
+              `event: error` {"type": "error", code, message, param, sequence_number}, taking
+              code/message/param from `error`; with failed=True a `response.failed` instead).
           bad_usage(mode="negative")   negative | missing (usage object without its
               counts) | absent (no usage at all) | null | string (counts as strings).
               OpenAI streams then carry a usage chunk even without include_usage.
@@ -1134,7 +1388,8 @@ class FakeUpstream:
         2xx), the bytes written in pieces (`split`: every that many bytes, at those offsets, or
         None for whole; `delay` seconds between pieces). A str body is sent as UTF-8.
 
-        `on`: "generate" (the default), "embeddings", "count_tokens" or "any" of those;
+        `on`: "generate" (the default; not OpenAI Responses calls, whose bytes differ),
+        "responses", "embeddings", "count_tokens" or "any" of those;
         `provider` restricts it to one first path segment. Faults queued with fail() come
         first; with `strict`, a request a real provider would refuse still gets its 400 (the
         replay then waits for the next call). The call is recorded as any other
@@ -1167,7 +1422,7 @@ class FakeUpstream:
     # -- gate ----------------------------------------------------------------------------
 
     def gate(self, n: int | None = None, provider: str | None = None) -> None:
-        """Hold the next `n` completion requests (all of them if None) until release()."""
+        """Hold the next `n` completion requests (OpenAI Responses too; all of them if None) until release()."""
         self.release()
         with self._lock:
             self._gate = _Gate(remaining=n, provider=provider)
@@ -1246,6 +1501,8 @@ class FakeUpstream:
         if request.method == "POST":
             if path.endswith("/chat/completions"):
                 return "openai", "generate", False
+            if path.endswith("/responses"):
+                return "openai", "responses", False
             if path.endswith("/embeddings") and isinstance(body, dict) and "input" in body:
                 return "openai", "embeddings", False
             if path.endswith("/v1/messages"):
@@ -1321,7 +1578,7 @@ class FakeUpstream:
         if call.wire is None:
             return self._json(call, 404, {"error": {"message": f"No route for {call.method} {call.path}",
                                                     "type": "invalid_request_error", "code": "unknown_url"}})
-        wire = _WIRES[call.wire]
+        wire = _wire_of(call.wire, call.endpoint)
         fault = self._take_fault(call.provider, call.endpoint)
         call.fault = fault.kind if fault else None
         opts = fault.options if fault else {}
@@ -1329,7 +1586,7 @@ class FakeUpstream:
         if call.fault == "reset_after_request":
             return self._drop(request, call, rst=True)
 
-        gate = self._enter_gate(call.provider) if call.endpoint == "generate" else None
+        gate = self._enter_gate(call.provider) if call.endpoint in ("generate", "responses") else None
         if gate is not None:
             self._held += 1
             try:
@@ -1359,9 +1616,9 @@ class FakeUpstream:
             return await self._embeddings(request, call, wire, fault)
 
         if self.strict:
-            problem = wire.check(request, call.body)
+            problem = wire.check(request, call.body)  # a message, or a whole error body
             if problem:
-                return self._json(call, 400, wire.error(400, problem))
+                return self._json(call, 400, problem if isinstance(problem, dict) else wire.error(400, problem))
 
         replay = self._take_replay(call.provider, call.endpoint)
         if replay is not None:
@@ -1380,19 +1637,24 @@ class FakeUpstream:
         return await self._stream(request, call, wire, reply, opts)
 
     def _reply(self, request: web.BaseRequest, call: Call, fault: _Fault | None) -> _Reply:
-        wire = _WIRES[call.wire]
+        wire = _wire_of(call.wire, call.endpoint)
+        responses = call.endpoint == "responses"
         body = call.body if isinstance(call.body, dict) else {}
         suffix = uuid.uuid4().hex[:24]
+        long_suffix = (uuid.uuid4().hex + uuid.uuid4().hex)[:50]  # as long as OpenAI's Responses ids
         fixed = self.fixed_completion_id
-        ids = {"openai": f"chatcmpl-{suffix}", "anthropic": f"msg_01{suffix}", "google": suffix}
+        ids = {"openai": f"resp_{long_suffix}" if responses else f"chatcmpl-{suffix}", "anthropic": f"msg_01{suffix}",
+               "google": suffix}
         model = call.model or "unknown-model"
         prompt_tokens, completion_tokens = self.usage
+        cached_tokens, reasoning_tokens = self.cached_tokens, self.reasoning_tokens
         cache_write_tokens = 0
         if self.bill_most:
-            most = most_billed(call.wire, call.provider, model, body)
+            most = most_billed("responses" if responses else call.wire, call.provider, model, body)
             prompt_tokens, completion_tokens = most.prompt_tokens, most.completion_tokens
             cache_write_tokens = most.cache_write_tokens
-        tool_name = wire.tool_name(body) if call.endpoint == "generate" else None
+            cached_tokens = reasoning_tokens = 0  # no cache discount: the most it could bill
+        tool_name = wire.tool_name(body) if call.endpoint in ("generate", "responses") else None
         kind = fault.kind if fault else None
         if kind == "huge_stream":
             tool_name = None
@@ -1409,6 +1671,7 @@ class FakeUpstream:
         if tool_name:
             tool = ((fixed or f"call_{suffix}") if call.wire == "openai" else (fixed or f"toolu_01{suffix}"), tool_name)
         stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        failed = bool(kind == "error_in_200" and fault.options["failed"])
         return _Reply(
             wire=call.wire,
             model=model,
@@ -1423,6 +1686,12 @@ class FakeUpstream:
             include_usage=bool(stream_options.get("include_usage")),
             sse=request.query.get("alt") == "sse",
             crlf=self.google_sse_crlf,
+            request=body if responses else {},
+            item_id=f"{'fc' if tool else 'msg'}_{long_suffix}",
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+            obfuscate=stream_options.get("include_obfuscation") is not False,
+            failed=failed,
         )
 
     async def _embeddings(self, request: web.BaseRequest, call: Call, wire: Any, fault: _Fault | None) -> web.StreamResponse:

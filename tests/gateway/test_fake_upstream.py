@@ -638,3 +638,313 @@ def test_hundreds_of_concurrent_streams_are_served_at_once(fake_upstream):
     assert all(asyncio.run(many()))
     assert fake_upstream.max_in_flight >= count * 0.9
     assert len(fake_upstream.calls) == count
+
+
+# --- the OpenAI Responses API ---------------------------------------------------------------
+
+TOOLS_RESPONSES = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+TEXT_EVENTS = ["response.created", "response.in_progress", "response.output_item.added",
+               "response.content_part.added"] + ["response.output_text.delta"] * 5 + [
+    "response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"]
+CALL_EVENTS = ["response.created", "response.in_progress", "response.output_item.added"] + [
+    "response.function_call_arguments.delta"] * 5 + [
+    "response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+
+
+def openai_responses(fake, provider="openai", stream=False, timeout=5, **extra):
+    body = {"model": "gpt-4o-mini", "input": "hi", **extra}
+    if stream:
+        body["stream"] = True
+    return requests.post(f"{fake.base_url(provider)}/responses", json=body,
+                         headers={"Authorization": "Bearer sk-test"}, timeout=timeout, stream=stream)
+
+
+def openai_client(fake):
+    import openai
+
+    return openai.OpenAI(base_url=fake.base_url("openai"), api_key="x", max_retries=0)
+
+
+def test_a_response_carries_a_message_item_the_model_the_usage_and_openais_other_fields(fake_upstream):
+    response = openai_responses(fake_upstream)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "response" and body["id"].startswith("resp_")
+    assert body["status"] == "completed" and body["model"] == "gpt-4o-mini"
+    assert isinstance(body["created_at"], int) and body["completed_at"] >= body["created_at"]
+    [item] = body["output"]
+    assert item["id"].startswith("msg_")
+    assert item == {"id": item["id"], "type": "message", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": DEFAULT_REPLY}]}
+    assert body["usage"] == {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+                             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+    assert body["error"] is None and body["incomplete_details"] is None
+    # What a real Response carries when the request sets none of it.
+    assert {k: body[k] for k in ("instructions", "max_output_tokens", "parallel_tool_calls", "previous_response_id",
+                                 "reasoning", "store", "temperature", "text", "tool_choice", "tools", "top_p",
+                                 "truncation", "user", "metadata")} == {
+        "instructions": None, "max_output_tokens": None, "parallel_tool_calls": True, "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"}, "tool_choice": "auto", "tools": [],
+        "top_p": 1.0, "truncation": "disabled", "user": None, "metadata": {}}
+    call = fake_upstream.calls[0]
+    assert (call.wire, call.endpoint, call.path, call.stream) == ("openai", "responses", "/openai/v1/responses", False)
+    assert call.status == 200 and call.finished
+
+
+def test_a_response_echoes_the_requests_settings(fake_upstream):
+    body = openai_responses(fake_upstream, instructions="Be brief.", max_output_tokens=64, temperature=0.2,
+                            top_p=0.5, store=False, metadata={"k": "v"}, user="u1", previous_response_id="resp_prev",
+                            reasoning={"effort": "low"}, parallel_tool_calls=False, truncation="auto").json()
+
+    assert body["instructions"] == "Be brief." and body["max_output_tokens"] == 64
+    assert body["temperature"] == 0.2 and body["top_p"] == 0.5 and body["store"] is False
+    assert body["metadata"] == {"k": "v"} and body["user"] == "u1" and body["previous_response_id"] == "resp_prev"
+    assert body["reasoning"] == {"effort": "low", "summary": None}
+    assert body["parallel_tool_calls"] is False and body["truncation"] == "auto"
+
+
+def test_a_streamed_response_sends_openais_events_in_order_numbered_from_zero(fake_upstream):
+    response = openai_responses(fake_upstream, stream=True)
+
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert "[DONE]" not in response.text
+    events = sse_events(response.text)
+    names = [name for name, _ in events]
+    assert names == TEXT_EVENTS
+    data = [json.loads(d) for _, d in events]
+    assert [d["type"] for d in data] == names
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+    created, in_progress = data[0]["response"], data[1]["response"]
+    assert created["status"] == in_progress["status"] == "in_progress"
+    assert created["output"] == [] and created["usage"] is None and created["completed_at"] is None
+    item_id = data[2]["item"]["id"]
+    assert data[2]["item"] == {"id": item_id, "type": "message", "status": "in_progress", "content": [],
+                               "role": "assistant"}
+    assert data[3]["part"] == {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+    deltas = [d for d in data if d["type"] == "response.output_text.delta"]
+    assert "".join(d["delta"] for d in deltas) == DEFAULT_REPLY
+    assert {(d["item_id"], d["output_index"], d["content_index"]) for d in deltas} == {(item_id, 0, 0)}
+    assert all(d["obfuscation"] for d in deltas)
+    assert data[-4]["text"] == DEFAULT_REPLY and data[-3]["part"]["text"] == DEFAULT_REPLY
+    done_item = data[-2]["item"]
+    assert done_item["status"] == "completed" and done_item["content"][0]["text"] == DEFAULT_REPLY
+    completed = data[-1]["response"]
+    assert completed["id"] == created["id"] and completed["status"] == "completed"
+    assert completed["output"] == [done_item]
+    assert completed["usage"]["input_tokens"] == 10 and completed["usage"]["total_tokens"] == 15
+    assert fake_upstream.calls[0].stream and fake_upstream.calls[0].endpoint == "responses"
+
+
+def test_a_stream_asked_without_obfuscation_leaves_it_out(fake_upstream):
+    data = sse_json(openai_responses(fake_upstream, stream=True, stream_options={"include_obfuscation": False}).text)
+
+    assert all("obfuscation" not in d for d in data)
+
+
+def test_a_response_to_a_request_with_a_function_tool_is_a_function_call_item(fake_upstream):
+    body = openai_responses(fake_upstream, tools=[{"type": "web_search"}, *TOOLS_RESPONSES]).json()
+
+    [item] = body["output"]
+    assert item["type"] == "function_call" and item["status"] == "completed"
+    assert item["id"].startswith("fc_") and item["call_id"].startswith("call_")
+    assert item["name"] == "get_weather" and json.loads(item["arguments"]) == {"city": "Paris"}
+    assert body["tools"] == [{"type": "web_search"}, *TOOLS_RESPONSES]
+
+    events = sse_events(openai_responses(fake_upstream, stream=True, tools=TOOLS_RESPONSES).text)
+    assert [name for name, _ in events] == CALL_EVENTS
+    data = [json.loads(d) for _, d in events]
+    assert data[2]["item"]["arguments"] == "" and data[2]["item"]["status"] == "in_progress"
+    arguments = "".join(d["delta"] for d in data if d["type"] == "response.function_call_arguments.delta")
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert data[-3]["arguments"] == arguments and data[-2]["item"]["arguments"] == arguments
+    assert data[-1]["response"]["output"] == [data[-2]["item"]]
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+
+
+def test_a_response_reports_the_cached_and_reasoning_tokens_set(fake_upstream):
+    fake_upstream.usage = (100, 40)
+    fake_upstream.cached_tokens = 60
+    fake_upstream.reasoning_tokens = 25
+
+    usage = openai_responses(fake_upstream).json()["usage"]
+    streamed = sse_json(openai_responses(fake_upstream, stream=True).text)[-1]["response"]["usage"]
+
+    assert usage == streamed == {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 60},
+                                 "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 25},
+                                 "total_tokens": 140}
+    assert "prompt_tokens_details" not in openai_chat(fake_upstream).json()["usage"]  # chat reports none
+
+
+def test_a_response_without_model_or_input_gets_openais_400_naming_the_param(fake_upstream):
+    url = f"{fake_upstream.base_url('openai')}/responses"
+
+    missing_model = requests.post(url, json={"input": "hi"}, timeout=5)
+    missing_input = requests.post(url, json={"model": "gpt-4o-mini"}, timeout=5)
+
+    assert missing_model.status_code == missing_input.status_code == 400
+    assert missing_model.json() == {"error": {"message": "Missing required parameter: 'model'.",
+                                              "type": "invalid_request_error", "param": "model",
+                                              "code": "missing_required_parameter"}}
+    assert missing_input.json()["error"]["param"] == "input"
+    assert requests.post(url, json={"model": "gpt-4o-mini", "input": 7}, timeout=5).json()["error"]["code"] == (
+        "invalid_type")
+
+    fake_upstream.strict = False
+    assert requests.post(url, json={"input": "hi"}, timeout=5).status_code == 200
+
+
+def test_faults_on_generate_hit_responses_and_faults_on_responses_hit_only_them(fake_upstream):
+    fake_upstream.fail("status", status=429)  # on="generate", the default
+    failed = openai_responses(fake_upstream)
+    assert failed.status_code == 429
+    assert failed.json()["error"]["code"] == "rate_limit_exceeded"
+
+    fake_upstream.fail("status", status=503, on="responses")
+    assert openai_chat(fake_upstream).status_code == 200
+    assert openai_responses(fake_upstream).status_code == 503
+    assert fake_upstream.pending_faults == 0
+
+    fake_upstream.fail("status", status=500, on="models")
+    assert openai_responses(fake_upstream).status_code == 200
+    assert [c.fault for c in fake_upstream.calls] == ["status", None, "status", None]
+
+
+def test_an_error_in_a_responses_stream_is_an_error_event_numbered_after_the_deltas_sent(fake_upstream):
+    fake_upstream.fail("error_in_200", after=2, error={"code": "rate_limit_exceeded", "message": "slow down"})
+
+    events = sse_events(openai_responses(fake_upstream, stream=True).text)
+
+    assert [name for name, _ in events] == TEXT_EVENTS[:6] + ["error"]
+    assert json.loads(events[-1][1]) == {"type": "error", "code": "rate_limit_exceeded", "message": "slow down",
+                                         "param": None, "sequence_number": 6}
+
+
+def test_an_error_in_a_responses_stream_can_be_a_response_failed(fake_upstream):
+    fake_upstream.fail("error_in_200", after=1, failed=True)
+
+    data = sse_json(openai_responses(fake_upstream, stream=True).text)
+
+    assert [d["type"] for d in data] == TEXT_EVENTS[:5] + ["response.failed"]
+    failed = data[-1]
+    assert failed["sequence_number"] == 5
+    assert failed["response"]["status"] == "failed" and failed["response"]["id"] == data[0]["response"]["id"]
+    assert failed["response"]["error"] == {"code": "server_error",
+                                           "message": "The server had an error while processing your request."}
+
+
+def test_a_cut_responses_stream_ends_after_the_asked_deltas(fake_upstream):
+    fake_upstream.fail("cut_mid_stream", after=1, on="responses")
+    response = openai_responses(fake_upstream, stream=True)
+
+    received = b""
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        for chunk in response.iter_content(chunk_size=None):
+            received += chunk
+    assert [name for name, _ in sse_events(received.decode())] == TEXT_EVENTS[:5]
+
+
+def test_replays_for_responses_are_aimed_with_on_responses(fake_upstream):
+    fake_upstream.replay('{"chat": "bytes"}', on="generate")
+    fake_upstream.replay('{"responses": "bytes"}', on="responses")
+
+    assert openai_responses(fake_upstream).json() == {"responses": "bytes"}
+    assert openai_chat(fake_upstream).json() == {"chat": "bytes"}
+    assert [c.replayed for c in fake_upstream.calls] == [True, True]
+
+
+def test_bill_most_makes_a_response_report_the_most_openai_could_bill(fake_upstream):
+    from tests.fake_upstream import answer_reporting, most_billed
+
+    fake_upstream.bill_most = True
+    fake_upstream.cached_tokens = 5
+    extra = {"instructions": "Be brief.", "max_output_tokens": 321, "tools": TOOLS_RESPONSES,
+             "input": [{"role": "user", "content": [{"type": "input_text", "text": "what is this?"},
+                                                    {"type": "input_image", "image_url": "https://x/y.png"}]}]}
+
+    body = openai_responses(fake_upstream, **extra).json()
+    streamed = sse_json(openai_responses(fake_upstream, stream=True, **extra).text)[-1]["response"]
+
+    most = most_billed("responses", "openai", "gpt-4o-mini", fake_upstream.calls[0].body)
+    assert most.completion_tokens == 321 and most.prompt_tokens > 1_000  # the picture at its maximum
+    for usage in (body["usage"], streamed["usage"]):
+        assert (usage["input_tokens"], usage["output_tokens"]) == (most.prompt_tokens, most.completion_tokens)
+        assert usage["input_tokens_details"] == {"cached_tokens": 0}
+    reported = answer_reporting("responses", "gpt-4o-mini", most)
+    assert reported["object"] == "response" and reported["usage"]["input_tokens"] == most.prompt_tokens
+
+
+def test_the_gate_holds_responses_calls(fake_upstream):
+    fake_upstream.gate(1)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(openai_responses(fake_upstream).status_code))
+    thread.start()
+
+    fake_upstream.wait_held(1)
+    assert results == []
+    fake_upstream.release()
+    thread.join(5)
+    assert results == [200]
+
+
+def test_the_openai_sdk_reads_the_fakes_responses(fake_upstream):
+    client = openai_client(fake_upstream)
+    fake_upstream.cached_tokens = 4
+    fake_upstream.reasoning_tokens = 2
+
+    response = client.responses.create(model="gpt-4o-mini", input="hi", instructions="Be brief.")
+    assert response.output_text == DEFAULT_REPLY
+    assert response.status == "completed" and response.instructions == "Be brief."
+    assert response.usage.input_tokens == 10 and response.usage.output_tokens == 5
+    assert response.usage.input_tokens_details.cached_tokens == 4
+    assert response.usage.output_tokens_details.reasoning_tokens == 2
+
+    called = client.responses.create(model="gpt-4o-mini", input="weather?", tools=TOOLS_RESPONSES)
+    [item] = called.output
+    assert item.type == "function_call" and item.name == "get_weather"
+    assert json.loads(item.arguments) == {"city": "Paris"}
+
+
+def test_the_openai_sdk_streams_the_fakes_responses(fake_upstream):
+    client = openai_client(fake_upstream)
+
+    events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+
+    assert [e.type for e in events] == TEXT_EVENTS
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == DEFAULT_REPLY
+    assert events[-1].response.output_text == DEFAULT_REPLY
+    assert events[-1].response.usage.total_tokens == 15
+
+    with client.responses.stream(model="gpt-4o-mini", input="hi", tools=TOOLS_RESPONSES) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert kinds == CALL_EVENTS
+    assert final.output[0].type == "function_call" and json.loads(final.output[0].arguments) == {"city": "Paris"}
+
+
+def test_the_openai_sdk_sees_the_fakes_errors_on_responses(fake_upstream):
+    import openai
+
+    client = openai_client(fake_upstream)
+    fake_upstream.fail("status", status=429, on="responses")
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.responses.create(model="gpt-4o-mini", input="hi")
+    assert refused.value.code == "rate_limit_exceeded"
+
+    fake_upstream.fail("error_in_200", after=1)
+    events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    assert events[-1].type == "error" and events[-1].code == "server_error"
+
+
+def test_bad_usage_applies_to_responses_whole_and_streamed(fake_upstream):
+    fake_upstream.fail("bad_usage", mode="missing")
+    assert openai_responses(fake_upstream).json()["usage"] == {}
+
+    fake_upstream.fail("bad_usage", mode="absent")
+    assert "usage" not in sse_json(openai_responses(fake_upstream, stream=True).text)[-1]["response"]
+
+    fake_upstream.fail("bad_usage", mode="negative")
+    usage = openai_responses(fake_upstream).json()["usage"]
+    assert usage["input_tokens"] < 0 and usage["output_tokens"] < 0
