@@ -29,6 +29,15 @@ class ApiKey(models.Model):
     class DisabledReason(models.TextChoices):
         USAGE_LIMIT = "usage_limit"
         MANUAL = "manual"
+        EXPIRED = "expired"
+
+    class PeriodDuration(models.TextChoices):
+        """Recurring windows, aligned to UTC: the hour, the day, the ISO week (from Monday), the month."""
+
+        HOUR = "hour"
+        DAY = "day"
+        WEEK = "week"
+        MONTH = "month"
 
     id = PrefixedIdField(prefix="key")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
@@ -44,6 +53,17 @@ class ApiKey(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     disabled_reason = models.CharField(max_length=32, choices=DisabledReason.choices, null=True, blank=True)
+    period_usage_limit = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, null=True, blank=True,
+        help_text="USD per period; empty for none",
+    )
+    period_usage_duration = models.CharField(max_length=8, choices=PeriodDuration.choices, null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="empty: never expires")
+    rate_limit_rpm = models.PositiveIntegerField(null=True, blank=True, help_text="requests per minute; empty for none")
+    rate_limit_tpm = models.PositiveIntegerField(null=True, blank=True, help_text="tokens per minute; empty for none")
+    # Rolling a key: the token it replaced keeps working until then (SHA-256, as token_hash).
+    previous_token_hash = models.CharField(max_length=64, null=True, blank=True, editable=False, db_index=True)
+    previous_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -100,6 +120,7 @@ class ProviderKey(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"
         INACTIVE = "inactive"
+        INVALID = "invalid"  # the provider kept rejecting it: skipped until a user changes it
 
     id = PrefixedIdField(prefix="pk")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="provider_keys")
@@ -114,11 +135,13 @@ class ProviderKey(models.Model):
     encrypted_token = models.TextField(editable=False)
     masked_token = models.CharField(max_length=32, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Several keys of one provider: lower first; the next on 401, 403, 429, 5xx or a timeout.
+    priority = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["created_at"]
+        ordering = ["priority", "created_at"]
         verbose_name = "provider key"
         indexes = [models.Index(fields=["organization", "provider"])]
 
