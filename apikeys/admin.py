@@ -98,19 +98,23 @@ class ProviderKeyForm(forms.ModelForm):
 @admin.register(ProviderKey)
 class ProviderKeyAdmin(ServiceAdmin):
     form = ProviderKeyForm
-    list_display = ["provider", "name", "masked_token", "id", "organization", "base_url", "status", "created_at"]
+    list_display = ["provider", "name", "priority", "masked_token", "id", "organization", "base_url", "status",
+                    "created_at"]
     list_filter = ["provider", "status", "created_at"]
     search_fields = ["id", "name", "provider", "organization__name", "organization__id"]
     list_select_related = ["organization"]
-    readonly_fields = ["id", "organization", "provider", "masked_token", "created_at", "updated_at"]
-    fields = ["id", "organization", "provider", "name", "base_url", "prices", "masked_token", "status", "created_at",
-              "updated_at"]
+    # rejections and rejected_status: the gateway's, set with status invalid and cleared with it.
+    readonly_fields = ["id", "organization", "provider", "masked_token", "rejections", "rejected_status", "created_at",
+                       "updated_at"]
+    fields = ["id", "organization", "provider", "name", "priority", "base_url", "prices", "masked_token", "status",
+              "rejections", "rejected_status", "created_at", "updated_at"]
 
     def has_add_permission(self, request):
         return False  # adding validates and encrypts the key: use the dashboard or the API
 
     def save_model(self, request, obj, form, change):
-        changes = {f: form.cleaned_data[f] for f in ("name", "base_url", "prices", "status") if f in form.changed_data}
+        editable = ("name", "priority", "base_url", "prices", "status")
+        changes = {f: form.cleaned_data[f] for f in editable if f in form.changed_data}
         services.provider_key_update(provider_key=ProviderKey.objects.get(pk=obj.pk), validate=False, **changes)
 
     def delete_model(self, request, obj):

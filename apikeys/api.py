@@ -13,6 +13,7 @@ from apikeys.serializers import (
     ApiKeyIn,
     ApiKeyOut,
     ApiKeyPatchIn,
+    ApiKeyRollIn,
     IamRuleIn,
     IamRuleOut,
     IamRulePatchIn,
@@ -84,6 +85,16 @@ class ApiKeyDetailView(APIView):
         return Response(status=204)
 
 
+class ApiKeyRollView(APIView):
+    @extend_schema(request=ApiKeyRollIn, responses={201: envelope("apiKey", ApiKeyCreatedOut())})
+    def post(self, request, key_id):
+        """A new token for the key (shown in this response only): same id, limits, usage and
+        rules; the old token stops after `graceSeconds`."""
+        key = _api_key_for(request.user, key_id)
+        token, key = services.api_key_roll(api_key=key, **parse(ApiKeyRollIn, request))
+        return Response({"apiKey": ApiKeyCreatedOut((key, token)).data}, status=201)
+
+
 class ApiKeyCheckView(APIView):
     @extend_schema(request=ApiKeyCheckIn, responses={200: ApiKeyCheckOut()})
     def post(self, request, key_id):
@@ -142,7 +153,7 @@ class ProviderKeyListView(APIView):
             keys = access.organization_for(request.user, organization_id).provider_keys.all()
         else:
             keys = ProviderKey.objects.filter(organization__memberships__user=request.user)
-        return Response({"providerKeys": ProviderKeyOut(keys.order_by("created_at"), many=True).data})
+        return Response({"providerKeys": ProviderKeyOut(keys.order_by("priority", "created_at"), many=True).data})
 
     @extend_schema(request=ProviderKeyIn, responses={201: envelope("providerKey", ProviderKeyOut())})
     def post(self, request):

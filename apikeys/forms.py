@@ -1,10 +1,13 @@
 """Dashboard forms of API keys, IAM rules and provider keys (parsing only: the services
 decide, and their errors are shown on the form)."""
 
+from datetime import UTC
+
 from django import forms
 
 from apikeys import services
 from core.errors import ServiceError
+from core.periods import DURATIONS
 from gateway.iam import RULE_LABELS
 from gateway.providers import PROVIDERS
 
@@ -17,6 +20,39 @@ class ApiKeyForm(forms.Form):
         required=False, min_value=0, max_digits=24, decimal_places=10, label="Usage limit (USD)",
         help_text="Optional. The key is disabled once its usage reaches the limit.",
         widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "inputmode": "decimal", "placeholder": "No limit"}),
+    )
+    period_usage_limit = forms.DecimalField(
+        required=False, min_value=0, max_digits=24, decimal_places=10, label="Recurring limit (USD)",
+        help_text="Optional. Requests are refused once this much is spent in the window; it starts again in the next.",
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0", "inputmode": "decimal", "placeholder": "No limit"}),
+    )
+    period_usage_duration = forms.ChoiceField(
+        required=False, choices=[("", "—"), *[(d, f"per {d} (UTC)") for d in DURATIONS]], label="Window",
+    )
+    expires_at = forms.DateTimeField(
+        required=False, label="Expires at (UTC)", help_text="Optional. The key stops working at this time.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    rate_limit_rpm = forms.IntegerField(required=False, min_value=1, label="Requests per minute",
+                                        widget=forms.NumberInput(attrs={"placeholder": "No limit"}))
+    rate_limit_tpm = forms.IntegerField(required=False, min_value=1, label="Tokens per minute",
+                                        widget=forms.NumberInput(attrs={"placeholder": "No limit"}))
+
+    def clean_period_usage_duration(self):
+        return self.cleaned_data["period_usage_duration"] or None
+
+    def clean_expires_at(self):
+        """The browser sends a local time without a zone: the form says UTC, so it is read as UTC."""
+        value = self.cleaned_data["expires_at"]
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ApiKeyRollForm(forms.Form):
+    grace_seconds = forms.TypedChoiceField(
+        coerce=int, initial=0, label="The old token keeps working for",
+        choices=[(0, "no time: it stops now"), (300, "5 minutes"), (3600, "1 hour"), (86400, "1 day")],
     )
 
 
@@ -82,7 +118,12 @@ class ProviderKeyForm(forms.Form):
     name = forms.CharField(
         max_length=64, required=False,
         help_text="Custom providers: lowercase letters, digits and '-', used in model ids as <name>/<model>. "
-                  "Others: an optional label.",
+                  "Others: a label, which tells several keys of one provider apart.",
+    )
+    priority = forms.IntegerField(
+        required=False, initial=0, min_value=services.PRIORITY_MIN, max_value=services.PRIORITY_MAX,
+        help_text="Several keys of one provider are tried lowest first: the next on a refusal, a rate limit, "
+                  "a server error or a timeout.",
     )
     base_url = forms.CharField(
         max_length=2048, required=False, label="Base URL",
@@ -99,6 +140,9 @@ class ProviderKeyForm(forms.Form):
     )
     validate = forms.BooleanField(required=False, initial=True, label="Check the key with the provider before saving")
 
+    def clean_priority(self):
+        return self.cleaned_data["priority"] or 0
+
     def clean_prices(self):
         # The service checks them again; here its message keeps the full name of the entry at
         # fault (`prices.<model>.inputPrice: …`), which one field's error would otherwise lose.
@@ -106,3 +150,18 @@ class ProviderKeyForm(forms.Form):
             return services.provider_prices_clean(self.cleaned_data.get("prices"))
         except ServiceError as e:
             raise forms.ValidationError(e.message) from None
+
+
+class ProviderKeyEditForm(forms.Form):
+    """A key's name and priority, and optionally a new token (checked with the provider), from its row."""
+
+    name = forms.CharField(max_length=64, required=False)
+    priority = forms.IntegerField(min_value=services.PRIORITY_MIN, max_value=services.PRIORITY_MAX)
+    token = forms.CharField(max_length=4096, required=False, strip=True)
+
+    def changes(self) -> dict:
+        """The service's arguments: a blank token leaves the key's as it is."""
+        data = dict(self.cleaned_data)
+        if not data.get("token"):
+            data.pop("token", None)
+        return {**data, "validate": "token" in data}

@@ -137,6 +137,10 @@ class ProviderKey(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     # Several keys of one provider: lower first; the next on 401, 403, 429, 5xx or a timeout.
     priority = models.IntegerField(default=0)
+    # Set with status INVALID by the gateway (apikeys.services.provider_key_mark_invalid): how many
+    # times in a row the provider refused the key, and its last HTTP status; cleared with it.
+    rejections = models.PositiveIntegerField(default=0, editable=False)
+    rejected_status = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -147,6 +151,16 @@ class ProviderKey(models.Model):
 
     def __str__(self):
         return f"{self.provider} {self.name} {self.masked_token} ({self.id})"
+
+    @property
+    def invalid_reason(self) -> str | None:
+        """Why the gateway stopped using this key, for people (None unless it is invalid)."""
+        if self.status != self.Status.INVALID:
+            return None
+        n = self.rejections
+        times = f" {n} time{'s' if n != 1 else ''} in a row" if n else ""
+        status = f" (HTTP {self.rejected_status})" if self.rejected_status else ""
+        return f"The provider rejected this key{times}{status}; fix or replace it."
 
     def plaintext_token(self) -> str:
         """The decrypted key, for the call upstream only (never logged, never answered)."""

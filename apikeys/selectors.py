@@ -1,14 +1,19 @@
 """Reads of keys shared by the REST API and the dashboard."""
 
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Sum
 
 from apikeys.models import ApiKey, IamRule, ProviderKey
+from core import periods
 from gateway import allow
 from gateway.allow import Verdict
 from gateway.snapshot import KeySnapshot, snapshot_of
 from projects.models import Project
+from usage.models import UsageLog
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,26 @@ def payment_gap(project: Project) -> PaymentGap | None:
             "provider key (OpenAI, Anthropic, Google, ...) under Provider Keys to pay the provider directly.",
         )
     return None
+
+
+@dataclass(frozen=True)
+class Period:
+    """A key's current recurring window: [start, end) in UTC and what it spent in it (USD,
+    as the usage log has it: within about a second of the gateway)."""
+
+    start: datetime
+    end: datetime
+    usage: Decimal
+
+
+def api_key_period(key: ApiKey, now: datetime | None = None) -> Period | None:
+    """The key's current window of its recurring limit, or None for a key without one. One query."""
+    if key.period_usage_limit is None or not key.period_usage_duration:
+        return None
+    start, end = periods.window(key.period_usage_duration, now)
+    spent = UsageLog.objects.filter(project_id=key.project_id, api_key_id=key.id, created_at__gte=start).aggregate(
+        total=Sum("cost"))["total"]
+    return Period(start, end, spent or Decimal(0))
 
 
 def _active_provider_keys(organization_id: str):

@@ -1,9 +1,15 @@
 """JSON shapes of API keys, IAM rules and provider keys (docs/api.md)."""
 
+from datetime import UTC, datetime
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apikeys.models import ApiKey, IamRule, ProviderKey
+from apikeys.selectors import api_key_period
+from apikeys.services import PRIORITY_MAX, PRIORITY_MIN, USER_STATUSES
+from core.money import format_money
+from core.periods import DURATIONS
 from core.rest import MoneyField, StrictSerializer
 from gateway.providers import PROVIDERS
 
@@ -35,6 +41,10 @@ class PricesInField(serializers.JSONField):
 
 
 class ApiKeyOut(serializers.Serializer):
+    """A key as the API shows it. An expired key shows `status: "inactive"` and
+    `disabledReason: "expired"` from its expiry on; `periodUsage` is what the usage log counts
+    in the current window (USD), `periodResetsAt` when that window ends."""
+
     id = serializers.CharField()
     maskedToken = serializers.CharField(source="masked_token")
     description = serializers.CharField()
@@ -42,9 +52,25 @@ class ApiKeyOut(serializers.Serializer):
     usage = MoneyField()
     status = serializers.ChoiceField(choices=ApiKey.Status.choices)
     disabledReason = serializers.CharField(source="disabled_reason", allow_null=True)
+    periodUsageLimit = MoneyField(source="period_usage_limit", allow_null=True)
+    periodUsageDuration = serializers.ChoiceField(source="period_usage_duration", choices=DURATIONS, allow_null=True)
+    periodUsage = serializers.CharField(allow_null=True, read_only=True, help_text="USD spent in the current window")
+    periodResetsAt = serializers.DateTimeField(allow_null=True, read_only=True)
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)
+    rateLimitRpm = serializers.IntegerField(source="rate_limit_rpm", allow_null=True)
+    rateLimitTpm = serializers.IntegerField(source="rate_limit_tpm", allow_null=True)
     projectId = serializers.CharField(source="project_id")
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        period = api_key_period(instance)
+        data["periodUsage"] = format_money(period.usage) if period else None
+        data["periodResetsAt"] = period.end.isoformat().replace("+00:00", "Z") if period else None
+        if instance.expires_at is not None and instance.expires_at <= datetime.now(UTC):
+            data["status"], data["disabledReason"] = ApiKey.Status.INACTIVE, ApiKey.DisabledReason.EXPIRED
+        return data
 
 
 class ApiKeyCreatedOut(ApiKeyOut):
@@ -75,7 +101,13 @@ class ProviderKeyOut(serializers.Serializer):
     baseUrl = serializers.CharField(source="base_url", allow_null=True)
     prices = PricesOutField(help_text="custom providers: USD per 1M tokens of each model; `{}` otherwise")
     maskedToken = serializers.CharField(source="masked_token")
-    status = serializers.ChoiceField(choices=ProviderKey.Status.choices)
+    priority = serializers.IntegerField(help_text="several keys of one provider are tried lowest first")
+    status = serializers.ChoiceField(
+        choices=ProviderKey.Status.choices,
+        help_text="`invalid`: the provider kept rejecting the key, so the gateway stopped using it",
+    )
+    invalidReason = serializers.CharField(source="invalid_reason", allow_null=True,
+                                          help_text="why the key is invalid; null otherwise")
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -88,16 +120,35 @@ class ProviderKeyOut(serializers.Serializer):
 # --- input ------------------------------------------------------------------------------------
 
 
-class ApiKeyIn(StrictSerializer):
+class ApiKeyLimitsIn(StrictSerializer):
+    """The limits a key may carry besides its usage limit (all optional, null for none)."""
+
+    periodUsageLimit = MoneyField(source="period_usage_limit", required=False, allow_null=True,
+                                  help_text="USD per window; needs periodUsageDuration")
+    periodUsageDuration = serializers.ChoiceField(source="period_usage_duration", choices=DURATIONS, required=False,
+                                                  allow_null=True, help_text="windows aligned to UTC")
+    expiresAt = serializers.DateTimeField(source="expires_at", required=False, allow_null=True)
+    rateLimitRpm = serializers.IntegerField(source="rate_limit_rpm", required=False, allow_null=True, min_value=1,
+                                            max_value=10_000_000, help_text="requests per minute")
+    rateLimitTpm = serializers.IntegerField(source="rate_limit_tpm", required=False, allow_null=True, min_value=1,
+                                            max_value=2_000_000_000, help_text="tokens per minute")
+
+
+class ApiKeyIn(ApiKeyLimitsIn):
     projectId = serializers.CharField(source="project_id", max_length=40)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     usageLimit = MoneyField(source="usage_limit", required=False, allow_null=True, default=None)
 
 
-class ApiKeyPatchIn(StrictSerializer):
+class ApiKeyPatchIn(ApiKeyLimitsIn):
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
     usageLimit = MoneyField(source="usage_limit", required=False, allow_null=True)
     status = serializers.ChoiceField(choices=ApiKey.Status.choices, required=False)
+
+
+class ApiKeyRollIn(StrictSerializer):
+    graceSeconds = serializers.IntegerField(source="grace_seconds", required=False, default=0, min_value=0,
+                                            max_value=86_400, help_text="how long the old token keeps working")
 
 
 class ApiKeyCheckIn(StrictSerializer):
@@ -125,6 +176,7 @@ class IamRulePatchIn(StrictSerializer):
     status = serializers.ChoiceField(choices=IamRule.Status.choices, required=False)
 
 
+_PRIORITY_HELP = "several keys of one provider are tried lowest first (the next on 401, 403, 429, 5xx or a timeout)"
 _PRICES_HELP = (
     "custom providers only: USD per 1M tokens of each model, decimal strings or numbers (0 to 10000, "
     "at most 9 decimal places); at most 500 models"
@@ -138,6 +190,8 @@ class ProviderKeyIn(StrictSerializer):
     baseUrl = serializers.CharField(source="base_url", max_length=2048, required=False, allow_blank=True, default="")
     name = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     prices = PricesInField(required=False, default=dict, help_text=_PRICES_HELP)
+    priority = serializers.IntegerField(required=False, default=0, min_value=PRIORITY_MIN, max_value=PRIORITY_MAX,
+                                        help_text=_PRIORITY_HELP)
     # DRF's serializer metaclass moves declared fields out of the class, so the validate()
     # hook stays as it is; drf-stubs cannot see that.
     validate = serializers.BooleanField(required=False, default=True)  # type: ignore[assignment]
@@ -148,6 +202,9 @@ class ProviderKeyPatchIn(StrictSerializer):
     baseUrl = serializers.CharField(source="base_url", max_length=2048, required=False, allow_blank=True)
     name = serializers.CharField(max_length=64, required=False, allow_blank=True)
     prices = PricesInField(required=False, help_text=_PRICES_HELP + "; replaces the key's prices")
-    status = serializers.ChoiceField(choices=ProviderKey.Status.choices, required=False)
+    priority = serializers.IntegerField(required=False, min_value=PRIORITY_MIN, max_value=PRIORITY_MAX,
+                                        help_text=_PRIORITY_HELP)
+    status = serializers.ChoiceField(choices=USER_STATUSES, required=False,
+                                     help_text="`active` also brings back a key the gateway marked invalid")
     validate = serializers.BooleanField(required=False, default=True)  # type: ignore[assignment]  # as above
 

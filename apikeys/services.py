@@ -2,6 +2,7 @@
 
 import re
 import unicodedata
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.db.models import F, Q
 from apikeys import crypto
 from apikeys.models import ApiKey, IamRule, ProviderKey, mask
 from apikeys.validation import validate_provider_token
-from core import events
+from core import events, periods
 from core.errors import Conflict, ValidationFailed
 from core.hashing import sha256_hex
 from core.ids import random_string
@@ -26,35 +27,100 @@ Reason = ApiKey.DisabledReason
 # --- API keys ---------------------------------------------------------------------------------
 
 
-def _check_limit(value) -> Decimal | None:
+def _check_limit(value, field: str = "usage_limit") -> Decimal | None:
     if value is None:
         return None
     try:
         limit = Decimal(str(value))
     except InvalidOperation:
-        raise ValidationFailed.field("usage_limit", "must be a number of USD or null") from None
+        raise ValidationFailed.field(field, "must be a number of USD or null") from None
     if not limit.is_finite() or limit < 0:
-        raise ValidationFailed.field("usage_limit", "must be zero or more USD, or null for no limit")
+        raise ValidationFailed.field(field, "must be zero or more USD, or null for no limit")
     return limit
+
+
+def _check_rate(value, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationFailed.field(field, "must be a whole number of at least 1, or null for no limit")
+    return value
+
+
+MAX_GRACE_SECONDS = 86_400
+# The limits a key may carry besides its lifetime usage limit, all optional (None: none).
+LIMIT_FIELDS = ("period_usage_limit", "period_usage_duration", "expires_at", "rate_limit_rpm", "rate_limit_tpm")
+
+
+def _apply_limits(key: ApiKey, limits: dict) -> None:
+    """Sets the recurring limit (USD per hour|day|week|month, windows aligned to UTC), the
+    expiry (an aware datetime) and the rate limits (requests and tokens per minute) given in
+    `limits` on `key`, each checked; ValidationFailed names the field at fault."""
+    unknown = set(limits) - set(LIMIT_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown limit fields: {sorted(unknown)}")
+    if "period_usage_limit" in limits:
+        key.period_usage_limit = _check_limit(limits["period_usage_limit"], "period_usage_limit")
+    if "period_usage_duration" in limits:
+        duration = limits["period_usage_duration"] or None
+        if duration is not None and duration not in periods.DURATIONS:
+            raise ValidationFailed.field("period_usage_duration", f"must be one of {', '.join(periods.DURATIONS)}")
+        key.period_usage_duration = duration
+    if key.period_usage_limit is not None and not key.period_usage_duration:
+        raise ValidationFailed.field("period_usage_duration", "is required with a period usage limit: hour, day, week or month")
+    if "expires_at" in limits:
+        expires = limits["expires_at"]
+        if expires is not None and (not isinstance(expires, datetime) or expires.tzinfo is None):
+            raise ValidationFailed.field("expires_at", "must be a date and time with its time zone, or null")
+        key.expires_at = expires
+    for field in ("rate_limit_rpm", "rate_limit_tpm"):
+        if field in limits:
+            setattr(key, field, _check_rate(limits[field], field))
 
 
 def _over_limit(key: ApiKey) -> bool:
     return key.usage_limit is not None and key.usage >= key.usage_limit
 
 
-def api_key_create(
-    *, project: Project, description: str = "", usage_limit=None, created_by: User | None = None
-) -> tuple[str, ApiKey]:
-    """Returns the plaintext token (shown once, never stored) and the key."""
+def _new_token() -> tuple[str, str, str]:
+    """(plaintext, its SHA-256, its mask) of a fresh key token."""
     plaintext = ApiKey.PREFIX + random_string(40)
-    key = ApiKey.objects.create(
+    return plaintext, sha256_hex(plaintext), mask(plaintext, keep_start=len(ApiKey.PREFIX))
+
+
+def api_key_create(
+    *, project: Project, description: str = "", usage_limit=None, created_by: User | None = None, **limits
+) -> tuple[str, ApiKey]:
+    """Returns the plaintext token (shown once, never stored) and the key. `limits`: any of
+    LIMIT_FIELDS (_apply_limits)."""
+    plaintext, token_hash, masked = _new_token()
+    key = ApiKey(
         project=project,
-        token_hash=sha256_hex(plaintext),
-        masked_token=mask(plaintext, keep_start=len(ApiKey.PREFIX)),
+        token_hash=token_hash,
+        masked_token=masked,
         description=(description or "").strip()[:255],
         usage_limit=_check_limit(usage_limit),
         created_by=created_by,
     )
+    _apply_limits(key, limits)
+    key.save()
+    return plaintext, key
+
+
+@transaction.atomic  # its event goes out once the change is committed
+def api_key_roll(*, api_key: ApiKey, grace_seconds: int = 0) -> tuple[str, ApiKey]:
+    """Gives the key a new token (returned in plaintext, shown once) and keeps its id, limits,
+    usage and rules. The old token keeps working for `grace_seconds` (0 to 86,400), then stops
+    on every gateway process; a token replaced by an earlier roll stops at once."""
+    if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int) or not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+        raise ValidationFailed.field("grace_seconds", f"must be a whole number of seconds from 0 to {MAX_GRACE_SECONDS}")
+    key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    plaintext, token_hash, masked = _new_token()
+    key.previous_token_hash = key.token_hash
+    key.previous_token_expires_at = datetime.now(UTC) + timedelta(seconds=grace_seconds)
+    key.token_hash, key.masked_token = token_hash, masked
+    key.save()
+    _changed(key)
     return plaintext, key
 
 
@@ -62,10 +128,12 @@ _UNSET = object()
 
 
 @transaction.atomic
-def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, status=_UNSET) -> ApiKey:
+def api_key_update(*, api_key: ApiKey, description=_UNSET, usage_limit=_UNSET, status=_UNSET, **limits) -> ApiKey:
     """Edits a key. A key disabled for its limit comes back when the limit is raised past
-    its usage, and goes inactive when the limit is lowered to or below it."""
+    its usage, and goes inactive when the limit is lowered to or below it. `limits`: any of
+    LIMIT_FIELDS (_apply_limits)."""
     key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    _apply_limits(key, limits)
     if description is not _UNSET:
         key.description = (description or "").strip()[:255]
     if usage_limit is not _UNSET:
@@ -279,15 +347,27 @@ def _check_custom_name(name: str) -> str:
 
 
 def _check_unique(organization: Organization, provider: str, name: str, exclude: str | None = None) -> None:
-    others = ProviderKey.objects.filter(organization=organization, provider=provider).exclude(pk=exclude)
+    """One key per name and provider: a custom provider is its name; several keys of a
+    built-in provider are told apart by theirs."""
+    others = ProviderKey.objects.filter(organization=organization, provider=provider, name=name).exclude(pk=exclude)
+    if not others.exists():
+        return
     if provider == "custom":
-        if others.filter(name=name).exists():
-            raise Conflict(f"a custom provider named {name!r} already exists", code="provider_key_exists")
-    elif others.exists():
-        raise Conflict(
-            f"this organization already has a key for {PROVIDERS[provider].name}; update or delete it",
-            code="provider_key_exists",
+        raise Conflict(f"a custom provider named {name!r} already exists", code="provider_key_exists")
+    which = f"named {name!r}; pick another name" if name else "without a name; name this one to tell them apart"
+    message = f"this organization already has a key for {PROVIDERS[provider].name} {which}"
+    raise Conflict(message, code="provider_key_exists", fields={"name": [message]})
+
+
+PRIORITY_MIN, PRIORITY_MAX = -1_000_000, 1_000_000
+
+
+def _check_priority(priority) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValidationFailed.field(
+            "priority", f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX} (lower is tried first)"
         )
+    return priority
 
 
 def _upstream_url(provider: str, base_url: str) -> str:
@@ -369,11 +449,14 @@ def provider_key_create(
     base_url: str = "",
     name: str = "",
     prices=None,
+    priority: int = 0,
     validate: bool = True,
 ) -> ProviderKey:
-    """A new provider key; `prices` (custom providers only) as provider_prices_clean takes it."""
+    """A new provider key; `prices` (custom providers only) as provider_prices_clean takes it.
+    Several keys of one provider are tried in `priority` order (lower first)."""
     provider = _check_provider(provider)
     token = _check_token(token)
+    priority = _check_priority(priority)
     if provider == "custom":
         name = _check_custom_name(name)
         if not base_url:
@@ -394,6 +477,7 @@ def provider_key_create(
             name=name,
             base_url=base_url,
             prices=prices,
+            priority=priority,
             encrypted_token=crypto.encrypt(token),
             masked_token=mask(token),
         )
@@ -401,13 +485,20 @@ def provider_key_create(
         return key
 
 
+USER_STATUSES = (ProviderKey.Status.ACTIVE, ProviderKey.Status.INACTIVE)  # `invalid` is the gateway's verdict
+
+
 def provider_key_update(
     *, provider_key: ProviderKey, token=_UNSET, base_url=_UNSET, name=_UNSET, prices=_UNSET, status=_UNSET,
-    validate: bool = True,
+    priority=_UNSET, validate: bool = True,
 ) -> ProviderKey:
-    """Edits a key; `prices`, when given, replaces them all (see provider_prices_clean)."""
+    """Edits a key; `prices`, when given, replaces them all (see provider_prices_clean). A key
+    the gateway marked invalid comes back (active) when given a new token or base URL, or
+    when its status is set again."""
     key = provider_key
     changes: dict = {}
+    if priority is not _UNSET:
+        changes["priority"] = _check_priority(priority)
     if name is not _UNSET:
         changes["name"] = _check_custom_name(name) if key.provider == "custom" else (name or "").strip()[:64]
         _check_unique(key.organization, key.provider, changes["name"], exclude=key.pk)
@@ -422,8 +513,10 @@ def provider_key_update(
         changes["encrypted_token"] = crypto.encrypt(plaintext)
         changes["masked_token"] = mask(plaintext)
     if status is not _UNSET:
-        if status not in ProviderKey.Status.values:
-            raise ValidationFailed.field("status", f"must be one of {', '.join(ProviderKey.Status.values)}")
+        if status not in USER_STATUSES:
+            raise ValidationFailed.field(
+                "status", f"must be one of {', '.join(USER_STATUSES)} (the gateway sets invalid on its own)"
+            )
         changes["status"] = status
     if validate and (plaintext is not None or "base_url" in changes):
         validate_provider_token(
@@ -437,9 +530,29 @@ def provider_key_update(
             _check_unique(key.organization, key.provider, changes["name"], exclude=key.pk)
         for field, value in changes.items():
             setattr(key, field, value)
+        fixed = "encrypted_token" in changes or "base_url" in changes
+        if key.status == ProviderKey.Status.INVALID and fixed and "status" not in changes:
+            key.status = ProviderKey.Status.ACTIVE
+        if key.status != ProviderKey.Status.INVALID:
+            key.rejections, key.rejected_status = 0, None
         key.save()
         events.config_changed(key.organization_id)
     return key
+
+
+@transaction.atomic  # its event goes out once the change is committed
+def provider_key_mark_invalid(*, key_id: str, rejections: int, status: int | None = None) -> bool:
+    """The gateway's verdict on an active key its provider refused `rejections` times in a
+    row (HTTP `status` the last time): status `invalid`, so no process uses it until a user
+    gives it a new token or base URL, or sets its status again. Returns whether this call
+    changed it (the gateway processes may all reach the verdict at once)."""
+    key = ProviderKey.objects.select_for_update().filter(pk=key_id, status=ProviderKey.Status.ACTIVE).first()
+    if key is None:
+        return False
+    key.status, key.rejections, key.rejected_status = ProviderKey.Status.INVALID, rejections, status
+    key.save(update_fields=["status", "rejections", "rejected_status", "updated_at"])
+    events.config_changed(key.organization_id)
+    return True
 
 
 @transaction.atomic  # its event goes out once the change is committed

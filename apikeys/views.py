@@ -4,11 +4,12 @@ parse → the same services as the REST API (apikeys/services.py) → render."""
 
 from django.http import JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from apikeys import selectors, services
-from apikeys.forms import ApiKeyForm, IamCheckForm, IamRuleForm, ProviderKeyForm
+from apikeys.forms import ApiKeyForm, ApiKeyRollForm, IamCheckForm, IamRuleForm, ProviderKeyEditForm, ProviderKeyForm
 from apikeys.models import ApiKey, IamRule, ProviderKey
 from core.dashboard import dashboard_view, redirect_page, render_page, show_error
 from core.errors import NotFound, ServiceError
@@ -138,9 +139,15 @@ def _key_context(context: dict, key: ApiKey, *, edit_form=None, rule_form=None, 
         "tab": "keys",
         "api_key": _with_usage_share(key),
         "rules": rules,
-        "edit_form": edit_form or ApiKeyForm(
-            initial={"description": key.description, "usage_limit": format_money(key.usage_limit)}
-        ),
+        "edit_form": edit_form or ApiKeyForm(initial={
+            "description": key.description, "usage_limit": format_money(key.usage_limit),
+            "period_usage_limit": format_money(key.period_usage_limit), "period_usage_duration": key.period_usage_duration or "",
+            "expires_at": key.expires_at, "rate_limit_rpm": key.rate_limit_rpm, "rate_limit_tpm": key.rate_limit_tpm,
+        }),
+        "period": selectors.api_key_period(key),
+        "now": timezone.now(),
+        "expired": key.expires_at is not None and key.expires_at <= timezone.now(),
+        "roll_form": ApiKeyRollForm(),
         "rule_form": rule_form or IamRuleForm(custom_names=custom),
         "check_form": IamCheckForm(initial={"model": check.model} if check else None),
         "check": check,
@@ -168,6 +175,22 @@ def api_key_detail(request, project_id, key_id):
         else:
             return render_page(request, KEY_PAGE, _key_context(context, key, notice="Key saved."), partial="edit")
     return render_page(request, KEY_PAGE, _key_context(context, key, edit_form=form), partial="edit", status=400)
+
+
+@dashboard_view
+@require_POST
+def api_key_roll(request, project_id, key_id):
+    """A new token for the key, shown once; the old one keeps working for the grace chosen."""
+    context = project_page(request, project_id)
+    key = _key_of(context["project"], key_id)
+    form = ApiKeyRollForm(request.POST)
+    if not form.is_valid():
+        return render_page(request, KEY_PAGE, _key_context(context, key, error="Choose how long the old token keeps working."),
+                           partial="edit", status=400)
+    token, key = services.api_key_roll(api_key=key, grace_seconds=form.cleaned_data["grace_seconds"])
+    response = render_page(request, KEY_PAGE, _key_context(context, key, token=token), partial="edit")
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @dashboard_view
@@ -226,12 +249,14 @@ def iam_check(request, project_id, key_id):
 
 
 def _provider_keys_context(context: dict, form=None, **extra) -> dict:
-    keys = list(context["organization"].provider_keys.order_by("provider", "name", "created_at"))
+    """The organization's keys by provider, each provider's in the order the gateway tries them."""
+    keys = list(context["organization"].provider_keys.order_by("provider", "priority", "created_at"))
     for key in keys:
         key.provider_name = PROVIDERS[key.provider].name if key.provider in PROVIDERS else key.provider
     return {
         **context, "org_tab": "provider_keys", "provider_keys": keys,
-        "form": form or ProviderKeyForm(initial={"validate": True}), **extra,
+        "invalid_keys": [k for k in keys if k.status == ProviderKey.Status.INVALID],
+        "form": form or ProviderKeyForm(initial={"validate": True, "priority": 0}), **extra,
     }
 
 
@@ -271,6 +296,26 @@ def provider_key_status(request, organization_id, key_id):
     key = services.provider_key_update(provider_key=key, status=ProviderKey.Status.INACTIVE if key.status == active else active)
     word = "enabled" if key.status == active else "disabled"
     return render_page(request, PROVIDER_KEYS_PAGE, _provider_keys_context(context, notice=f"Key {key.masked_token} {word}."),
+                       partial="provider_keys")
+
+
+@dashboard_view
+@require_POST
+def provider_key_edit(request, organization_id, key_id):
+    """A key's name and priority, and a new token when one is given, from its row."""
+    context = organization_page(request, organization_id, Role.ADMIN)
+    key = _provider_key_of(context["organization"], key_id)
+    form = ProviderKeyEditForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in form.errors.items())
+        return render_page(request, PROVIDER_KEYS_PAGE, _provider_keys_context(context, error=errors),
+                           partial="provider_keys", status=400)
+    try:
+        key = services.provider_key_update(provider_key=key, **form.changes())
+    except ServiceError as e:
+        return render_page(request, PROVIDER_KEYS_PAGE, _provider_keys_context(context, error=e.message),
+                           partial="provider_keys", status=e.status)
+    return render_page(request, PROVIDER_KEYS_PAGE, _provider_keys_context(context, notice=f"Key {key.masked_token} saved."),
                        partial="provider_keys")
 
 

@@ -370,3 +370,12 @@ USAGE_LOG_FLUSH_SECONDS = float(env_str("USAGE_LOG_FLUSH_SECONDS", "0.2"))
 # A spend reservation lives this long unless its process renews it (every third of it): a
 # process killed mid-request holds nobody's limit for longer.
 GATEWAY_HOLD_SECONDS = float(env_str("GATEWAY_HOLD_SECONDS", "60"))
+# Health (gateway/health.py), shared by every gateway process through Redis when it is set.
+# An organization's provider key refused (401/403) this many times in a row is marked invalid
+# (0: never). A provider that fails (no connection, a timeout, a 5xx) GATEWAY_COOLDOWN_FAILURES
+# times within GATEWAY_COOLDOWN_WINDOW seconds is tried last, for GATEWAY_COOLDOWN_SECONDS, by
+# requests for a model several providers serve (0 failures: never).
+GATEWAY_KEY_REJECTIONS = env_int("GATEWAY_KEY_REJECTIONS", 3)
+GATEWAY_COOLDOWN_FAILURES = env_int("GATEWAY_COOLDOWN_FAILURES", 5)
+GATEWAY_COOLDOWN_WINDOW = float(env_str("GATEWAY_COOLDOWN_WINDOW", "30"))
+GATEWAY_COOLDOWN_SECONDS = float(env_str("GATEWAY_COOLDOWN_SECONDS", "30"))

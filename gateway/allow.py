@@ -6,6 +6,7 @@ the data plane refuses requests with the same `key_refusal`.
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from core.money import format_money
 from gateway import iam, routing
@@ -40,8 +41,24 @@ class Verdict:
     offers: tuple[OfferVerdict, ...]
 
 
+def _lapsed(snapshot: KeySnapshot) -> GatewayError | None:
+    """An expired key, or a token replaced by a roll whose grace has ended (read against the
+    clock at every request, so that it holds at once on every process)."""
+    if snapshot.expires_at is None and snapshot.token_expires_at is None:
+        return None
+    now = datetime.now(UTC)
+    if snapshot.expires_at is not None and snapshot.expires_at <= now:
+        return GatewayError(401, f"This API key expired at {snapshot.expires_at.isoformat()}.", "invalid_api_key")
+    if snapshot.token_expires_at is not None and snapshot.token_expires_at <= now:
+        return GatewayError(401, "This API key was rolled: use its new token.", "invalid_api_key")
+    return None
+
+
 def key_refusal(snapshot: KeySnapshot) -> GatewayError | None:
     """Why the key cannot be used at all (a 401 or 403 in OpenAI's shape), else None."""
+    lapsed = _lapsed(snapshot)
+    if lapsed is not None:
+        return lapsed
     if not snapshot.key_active:
         if snapshot.disabled_reason == "usage_limit":
             return GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")

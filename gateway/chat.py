@@ -8,6 +8,7 @@ happens to this process next.
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import astuple, dataclass, field, replace
@@ -19,9 +20,10 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from core import periods
 from core.ids import random_string
 from core.text import storable
-from gateway import http, routing, usagelog
+from gateway import health, http, ratelimit, routing, usagelog
 from gateway.allow import key_refusal
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
 from gateway.errors import GatewayError
@@ -43,7 +45,7 @@ from gateway.pricing import (
 from gateway.providers import PROVIDERS
 from gateway.record import UsageRecord
 from gateway.snapshot import KeySnapshot
-from gateway.store import INSUFFICIENT_CREDITS, OK, Account, MemoryStore, RedisStore, get_store
+from gateway.store import INSUFFICIENT_CREDITS, OK, PERIOD_LIMIT, Account, MemoryStore, RedisStore, get_store
 from gateway.tokens import Usage
 from gateway.upstream import UpstreamFailure, open_response, read_chunk, read_json
 from gateway.validation import validate_chat
@@ -52,6 +54,7 @@ from gateway.wire.base import SSEDecoder, StreamItem, StreamTranslator, Upstream
 from gateway.wire.openai import usage_from as openai_usage_from
 
 DONE = b"data: [DONE]\n\n"
+PERIOD_NAMES = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
 # Holds of this process's requests in flight: renewed in the store until settled.
 ACTIVE_HOLDS: set[str] = set()
 log = logging.getLogger(__name__)
@@ -91,10 +94,12 @@ class Exchange:
     endpoint: str = "chat.completions"  # the API the client called (the usage log's `endpoint`)
     api: "ChatApi | None" = None  # the API the client speaks, once known (None: chat completions)
     client_request: dict[str, Any] | None = None  # the request as the client wrote it, when not a chat completion
+    writer: "StreamWriter | None" = None  # what writes the stream's frames, once it streams
     finished: bool = False  # the whole answer went out: the client leaving now cancels nothing
     hold: str = field(default_factory=lambda: random_string(16))  # names its reservation in the store
     reservation: "Reservation | None" = None
     concluded: bool = False  # settled and recorded
+    rate: ratelimit.Admitted | None = None  # what the key's rate limits counted, and their headers
 
     def fail(self, error: GatewayError) -> None:
         self.status, self.error = error.status, error.message
@@ -172,6 +177,7 @@ class Parsed:
     body: dict[str, Any]
     native: dict[str, Any] | None = None
     untranslatable: GatewayError | None = None
+    fallbacks: tuple[str, ...] = ()  # models to try, in order, when `body["model"]` cannot answer
 
 
 def translation(body: dict[str, Any], native: dict[str, Any], untranslatable: GatewayError | None) -> Parsed:
@@ -218,10 +224,12 @@ class ChatApi:
     native_format: str | None = None
 
     def parse(self, raw: bytes) -> Parsed:
-        """The request, checked; GatewayError 400 naming what is wrong."""
+        """The request, checked; GatewayError 400 naming what is wrong. Its `models` (fallback
+        models, the gateway's own field) is taken out: no provider is sent it."""
         body = load_json(raw)
         validate_chat(body)  # refuses anything but an object
-        return Parsed(body)
+        fallbacks = fallback_models(body.pop("models", None))
+        return Parsed(body, fallbacks=fallbacks)
 
     def is_native(self, candidate: routing.Candidate, parsed: Parsed) -> bool:
         return candidate.wire_format == self.native_format
@@ -235,9 +243,10 @@ class ChatApi:
         OpenAI's terms). Raises UpstreamFormatError when it cannot be read."""
         raise NotImplementedError
 
-    def native_stream(self, model: str) -> StreamTranslator:
+    def native_stream(self, model: str, writer: StreamWriter) -> StreamTranslator:
         """Reads the provider's events for their usage and finish reason (its output is unused:
-        the events go to the client as they came)."""
+        the events go to the client as they came); `writer` writes what the gateway adds after
+        them (an error), so it may need to know where they left off."""
         raise NotImplementedError
 
     def answer(self, completion: dict[str, Any], exchange: "Exchange") -> dict[str, Any]:
@@ -251,6 +260,10 @@ class ChatApi:
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
         return error.body()
+
+    def cache_variant(self) -> str:
+        """What besides the body changes the answer (part of the response cache's key)."""
+        return ""
 
 
 CHAT = ChatApi()
@@ -274,8 +287,14 @@ class StaleSnapshot(Exception):
     snapshot: reload it and decide again (core/events.py)."""
 
 
+def period_account(snapshot: KeySnapshot) -> Account | None:
+    """The key's account with its current window, or None for a key without a recurring limit."""
+    account = _account(snapshot, False)
+    return account if account.period_limit is not None else None
+
+
 def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
-    return Account(
+    account = Account(
         key_id=snapshot.key_id,
         key_limit=snapshot.limit_nanos,
         key_usage=to_nanos(snapshot.usage),
@@ -283,6 +302,15 @@ def _account(snapshot: KeySnapshot, with_credits: bool) -> Account:
         org_credited=snapshot.credited_nanos if with_credits else None,
         org_spent=to_nanos(snapshot.credits_spent),
     )
+    if snapshot.period_limit is None or snapshot.period_duration is None:
+        return account
+    now = datetime.now(UTC)
+    start, end = periods.window(snapshot.period_duration, now)
+    # What the database counted is this window's only if the snapshot was read in it; a
+    # window the store has not counted in yet has no settled request, so 0 then.
+    counted = to_nanos(snapshot.period_usage) if snapshot.period_start == start else 0
+    return replace(account, period_limit=to_nanos(snapshot.period_limit), period=periods.window_id(snapshot.period_duration, start),
+                   period_usage=counted, period_ttl=int((end - now).total_seconds()) + 86_400)
 
 
 def _worst(candidates: list[routing.Candidate], body: dict[str, Any], size: int, output: int | None = None) -> Bound:
@@ -323,7 +351,7 @@ async def reserve(
                 bound = lowered
             admission = retried
     if admission.outcome != OK:
-        raise _refusal(admission, candidates, body, size, bound)
+        raise _refusal(admission, candidates, body, size, bound, snapshot)
     exchange.reservation = Reservation(account, bound.cost.nanos if admission.held else 0)
     if admission.held:
         ACTIVE_HOLDS.add(exchange.hold)
@@ -347,9 +375,10 @@ def _fitting(candidates: list[routing.Candidate], body: dict[str, Any], size: in
 
 
 def _refusal(admission: "Admitted", candidates: list[routing.Candidate], body: dict[str, Any], size: int,
-             bound: Bound) -> GatewayError:
+             bound: Bound, snapshot: KeySnapshot) -> GatewayError:
     """Why the request does not fit: its worst case, what remains, and the max_tokens that
-    would fit. `usage_limit_reached` only when the key has nothing left."""
+    would fit. `usage_limit_reached` only when the key has nothing left (of its lifetime
+    limit, or of its recurring limit until the window ends)."""
     left = max(admission.remaining, 0)
     outputs = any(c.offer.max_output for c in candidates)  # False for embeddings: all input
     fit = _fitting(candidates, body, size, left) if outputs else 0
@@ -364,12 +393,17 @@ def _refusal(admission: "Admitted", candidates: list[routing.Candidate], body: d
         return GatewayError(
             402, f"{worst}; the organization's credits have ${from_nanos(left):f} left. {advice}"
             f"{'' if fit >= MIN_OUTPUT else ', or add credits or a provider key.'}", "insufficient_credits")
+    limit, headers = "usage limit", {}
+    if admission.outcome == PERIOD_LIMIT and snapshot.period_duration:
+        _, end = periods.window(snapshot.period_duration)
+        limit = f"{PERIOD_NAMES.get(snapshot.period_duration, snapshot.period_duration)} usage limit (until {end.isoformat()})"
+        headers = {"Retry-After": str(max(1, math.ceil((end - datetime.now(UTC)).total_seconds())))}
     if left <= 0:
-        return GatewayError(401, "This API key has reached its usage limit.", "usage_limit_reached")
+        return GatewayError(401, f"This API key has reached its {limit}.", "usage_limit_reached", headers=headers)
     return GatewayError(
-        402, f"{worst}; this API key has ${from_nanos(left):f} left of its usage limit. {advice}"
+        402, f"{worst}; this API key has ${from_nanos(left):f} left of its {limit}. {advice}"
         f"{'' if fit >= MIN_OUTPUT else ', or raise the key usage limit.'}", "usage_limit_insufficient",
-        param="max_tokens" if outputs else "input")
+        param="max_tokens" if outputs else "input", headers=headers)
 
 
 @dataclass(frozen=True)
@@ -415,6 +449,8 @@ async def conclude(exchange: Exchange) -> None:
         return
     exchange.concluded = True
     price(exchange)
+    if exchange.cached_entry is None:  # tokens used beyond the estimate, counted in the background
+        ratelimit.settle(exchange.rate, exchange.usage.total_tokens)
     reservation = exchange.reservation or Reservation(_account(exchange.snapshot, False), 0)
     credits = exchange.cost.nanos if exchange.candidate and exchange.candidate.paid_with_credits else 0
     record = orjson.dumps(exchange.record())
@@ -462,19 +498,26 @@ async def _open(
 async def first_answer(
     exchange: Exchange, candidates: list[routing.Candidate], call_for: Callable[[routing.Candidate, WireFormat], UpstreamCall]
 ) -> tuple[WireFormat, aiohttp.ClientResponse]:
-    """The first provider to answer 2xx, trying the next on a retryable failure. Each attempt
-    is one upstream call (`call_for` builds it); nothing has reached the client yet."""
+    """The first candidate to answer 2xx, trying the next on a retryable failure: the next key
+    of the same provider, then the next provider (providers cooling down come last: see
+    gateway/health.py, which also hears how each call went). Each attempt is one upstream call
+    (`call_for` builds it); nothing has reached the client yet."""
     failure: UpstreamFailure | None = None
-    for candidate in candidates:
+    watch = health.get_health()
+    for candidate in watch.ordered(candidates):
         exchange.candidate = candidate
         wire = for_format(candidate.wire_format)
         call = call_for(candidate, wire)
         try:
-            return wire, await open_response(call, wire, candidate.token, public_only=candidate.org_url)
+            response = await open_response(call, wire, candidate.token, public_only=candidate.org_url)
         except UpstreamFailure as f:
+            watch.failed(candidate, f)
             failure = f
             if not f.retryable:
                 break
+        else:
+            watch.answered(candidate)
+            return wire, response
     assert failure is not None  # routing.candidates never returns an empty list
     raise failure.error
 
@@ -507,7 +550,7 @@ def _capped(body: dict[str, Any], candidate: routing.Candidate, max_tokens: int 
 
 
 def response_headers(exchange: Exchange) -> dict[str, str]:
-    """The gateway's headers on an answer: request id, provider, cache, cost (docs/api.md)."""
+    """The gateway's headers on an answer: request id, provider, cache, cost, rate limits (docs/api.md)."""
     headers = {"x-request-id": exchange.request_id}
     provider = exchange.served_by()[0]
     if provider:
@@ -518,6 +561,8 @@ def response_headers(exchange: Exchange) -> dict[str, str]:
         headers["x-gateway-max-tokens"] = str(exchange.max_tokens_sent)
     if exchange.concluded and not exchange.stream:
         headers["x-gateway-cost"] = str(exchange.cost.total)
+    if exchange.rate is not None:
+        headers.update(exchange.rate.headers)
     return headers
 
 
@@ -635,10 +680,10 @@ async def _answer_stream(
     assert exchange.candidate is not None  # set by _open
     api = api_of(exchange)
     model = exchange.candidate.offer.model
-    translator = api.native_stream(model) if native else wire.stream_translator(
+    writer = exchange.writer = api.writer(exchange)
+    translator = api.native_stream(model, writer) if native else wire.stream_translator(
         model=model, completion_id="chatcmpl-" + random_string(24), created=int(time.time()), include_usage=include_usage,
     )
-    writer = api.writer(exchange)
     await http.start_sse(send, response_headers(exchange))
     exchange.response_started = True
     try:
@@ -688,7 +733,8 @@ async def _lookup(exchange: Exchange, raw: bytes, candidates: list[routing.Candi
     if exchange.no_cache:
         exchange.cache_status = "skip"
         return None
-    exchange.cache_key = cache_key(snapshot.project_id, snapshot.cache_version, raw, exchange.endpoint)
+    exchange.cache_key = cache_key(snapshot.project_id, snapshot.cache_version, raw,
+                                   exchange.endpoint + api_of(exchange).cache_variant())
     try:
         entry, version = await asyncio.gather(response_cache().get(exchange.cache_key),
                                               get_store().config_version(snapshot.org_id))
@@ -786,7 +832,7 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
     if exchange.stream and on_stream is not None:
         on_stream()
     def route(snapshot: KeySnapshot, model: str) -> list[routing.Candidate]:
-        return _servable(routing.candidates(snapshot, model), parsed, api)
+        return _servable(_with_fallbacks(snapshot, model, parsed.fallbacks), parsed, api)
 
     candidates = await admit(exchange, raw, body, send, reload, route)
     if candidates is None:
@@ -802,6 +848,43 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
             await _answer_json(exchange, wire, response, send, native)
     finally:
         response.close()
+
+
+MAX_FALLBACKS = 5
+
+
+def fallback_models(value: Any) -> tuple[str, ...]:
+    """The request's `models`: up to MAX_FALLBACKS model ids to fall back on, in order; a 400
+    naming `models` for anything else."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_FALLBACKS or not all(
+            isinstance(m, str) and 0 < len(m) <= 256 for m in value):
+        raise GatewayError(400, f"Invalid 'models': must be a list of at most {MAX_FALLBACKS} model ids to fall back on, "
+                                "in order", "invalid_request_error", param="models")
+    return tuple(dict.fromkeys(value))
+
+
+def _with_fallbacks(snapshot: KeySnapshot, model: str, fallbacks: tuple[str, ...]) -> list[routing.Candidate]:
+    """The model's candidates, then each fallback model's, in order: each model under the key's
+    IAM rules and the project's mode (a fallback they refuse is left out). When none can serve,
+    the first model's refusal is the answer."""
+    first_refusal: GatewayError | None = None
+    try:
+        candidates = routing.candidates(snapshot, model)
+    except GatewayError as refusal:
+        candidates, first_refusal = [], refusal
+    for fallback in fallbacks:
+        if fallback == model:
+            continue
+        try:
+            extra = routing.candidates(snapshot, fallback)
+        except GatewayError:
+            continue
+        candidates += [c for c in extra if c not in candidates]
+    if not candidates and first_refusal is not None:
+        raise first_refusal
+    return candidates
 
 
 def _servable(candidates: list[routing.Candidate], parsed: Parsed, api: ChatApi) -> list[routing.Candidate]:
@@ -822,7 +905,9 @@ async def admit(exchange: Exchange, raw: bytes, body: dict[str, Any], send: http
                 route: Route = routing.candidates) -> list[routing.Candidate] | None:
     """Who may serve the request (`route`: chat or embeddings), then the cached answer (sent
     here: None is returned) or the reservation (the candidates it covers are returned). The
-    decision is taken again on a fresh snapshot when the organization's configuration moved on."""
+    decision is taken again on a fresh snapshot when the organization's configuration moved on.
+    The key's rate limits count the request first (gateway/ratelimit.py: 429 when over)."""
+    exchange.rate = await ratelimit.admit(exchange.snapshot, ratelimit.estimate(exchange.prompt_estimate, body))
     for attempt in range(3):
         try:
             candidates = _with_choices(await _candidates(exchange, body["model"], route), body)  # IAM rules hold for hits too
@@ -870,4 +955,4 @@ async def error_during(exchange: Exchange, error: GatewayError, send: http.Send)
         exchange.response_started = True
         await http.send_error(send, error, response_headers(exchange), api.error_body)
     elif exchange.stream and not already_finished:
-        await http.end_sse(send, api.writer(exchange).error(error))
+        await http.end_sse(send, (exchange.writer or api.writer(exchange)).error(error))

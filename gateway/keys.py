@@ -8,12 +8,15 @@ its organization's configuration changed (core/events.py).
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import Q
 
 from apikeys.models import ApiKey, IamRule, ProviderKey
+from apikeys.selectors import api_key_period
 from core import events
 from gateway.snapshot import KeySnapshot, snapshot_of
 
@@ -21,29 +24,40 @@ log = logging.getLogger(__name__)
 STALE_RETRY_SECONDS = 3
 
 
+def _by_token(token_hash: str, now: datetime) -> Q:
+    """The key whose token this is, or whose token was this before a roll still in its grace."""
+    return Q(token_hash=token_hash) | Q(previous_token_hash=token_hash, previous_token_expires_at__gt=now)
+
+
 def load_snapshot(token_hash: str) -> KeySnapshot | None:
-    """Four queries: the key's organization, then the key with its project and organization,
-    its rules and the provider keys. The organization's configuration version is read before
-    the configuration itself: a change that lands in between makes the snapshot look older
-    than it is (one reload too many), never newer."""
+    """Four queries (five for a key with a recurring limit: its window's spend): the key's
+    organization, then the key with its project and organization, its rules and the provider
+    keys. The organization's configuration version is read before the configuration itself:
+    a change that lands in between makes the snapshot look older than it is (one reload too
+    many), never newer. A token replaced by a roll loads its key until its grace ends."""
     # Django retires a broken or aged connection at each request's start and end; /v1 runs
     # outside that cycle, so it is done here. Otherwise a connection broken by a database
     # restart stays broken: every later load fails although the database is back. (Never
     # inside a transaction, which closing would end.)
     if not connection.in_atomic_block:
         connection.close_if_unusable_or_obsolete()
-    org_id = ApiKey.objects.filter(token_hash=token_hash).values_list("project__organization_id", flat=True).first()
+    now = datetime.now(UTC)
+    org_id = ApiKey.objects.filter(_by_token(token_hash, now)).values_list("project__organization_id", flat=True).first()
     if org_id is None:
         return None
     version = events.config_version(org_id)
-    key = ApiKey.objects.select_related("project__organization").filter(token_hash=token_hash).first()
+    key = ApiKey.objects.select_related("project__organization").filter(_by_token(token_hash, now)).first()
     if key is None:
         return None
+    rolled = key.token_hash != token_hash
     rules = IamRule.objects.filter(api_key=key, status=IamRule.Status.ACTIVE).order_by("created_at")
     provider_keys = ProviderKey.objects.filter(
         organization_id=key.project.organization_id, status=ProviderKey.Status.ACTIVE
     ).order_by("created_at")
-    return snapshot_of(key=key, project=key.project, rules=rules, provider_keys=provider_keys, config_version=version)
+    period = api_key_period(key, now)
+    return snapshot_of(key=key, project=key.project, rules=rules, provider_keys=provider_keys, config_version=version,
+                       period=(period.start, period.usage) if period else None,
+                       token_expires_at=key.previous_token_expires_at if rolled else None)
 
 
 class SnapshotCache:

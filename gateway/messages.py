@@ -427,7 +427,7 @@ class MessagesApi(chat.ChatApi):
         _, usage, reason = FORMAT.parse_response(data, model="", completion_id="", created=0)
         return data, usage, reason or ""
 
-    def native_stream(self, model: str) -> StreamTranslator:
+    def native_stream(self, model: str, writer: chat.StreamWriter) -> StreamTranslator:
         return AnthropicStream(model=model, completion_id="", created=0, include_usage=False)
 
     def answer(self, completion: dict[str, Any], exchange: chat.Exchange) -> dict[str, Any]:
@@ -438,6 +438,10 @@ class MessagesApi(chat.ChatApi):
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
         return error_body(error)
+
+    def cache_variant(self) -> str:
+        """The Anthropic version and beta features asked for change what Claude answers."""
+        return "".join(f"\n{name}: {value}" for name, value in sorted(self.headers.items()))
 
 
 def client_headers(scope: http.Scope) -> dict[str, str]:

@@ -393,11 +393,18 @@ class ResponsesWriter(chat.StreamWriter):
 
 class ResponsesStream(StreamTranslator):
     """Reads OpenAI's own Responses events for the usage and the outcome; the events themselves
-    go to the client as they came."""
+    go to the client as they came. The writer of what the gateway adds after them (an error
+    event) numbers on from the last sequence_number that went out."""
+
+    def __init__(self, writer: "ResponsesWriter", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.writer = writer
 
     def feed(self, event: str, data: str) -> list[StreamItem]:
         payload = load_event(data)
         kind = payload.get("type") or event
+        if _is_int(payload.get("sequence_number")):
+            self.writer.sequence = payload["sequence_number"] + 1
         if kind.endswith(".delta"):
             self.state.chunks += 1
         elif kind in ("response.completed", "response.incomplete"):
@@ -450,8 +457,9 @@ class ResponsesApi(chat.ChatApi):
             raise UpstreamFormatError("the provider's answer has no output")
         return data, usage_from(data.get("usage")), _finish_of(data)
 
-    def native_stream(self, model: str) -> StreamTranslator:
-        return ResponsesStream(model=model, completion_id="", created=0, include_usage=False)
+    def native_stream(self, model: str, writer: chat.StreamWriter) -> StreamTranslator:
+        assert isinstance(writer, ResponsesWriter)  # self.writer made it
+        return ResponsesStream(writer, model=model, completion_id="", created=0, include_usage=False)
 
     def answer(self, completion: dict[str, Any], exchange: chat.Exchange) -> dict[str, Any]:
         choice = as_dict(as_list(completion.get("choices"))[0] if completion.get("choices") else {})

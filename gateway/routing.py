@@ -21,6 +21,7 @@ class Candidate:
     # The base URL came from the organization's provider key (not the operator's settings):
     # it is resolved to public addresses only, at connect time (gateway/upstream.py).
     org_url: bool = False
+    key_id: str = ""  # the organization's ProviderKey it uses; "" for the gateway's own key
 
     @property
     def provider(self) -> str:
@@ -48,21 +49,25 @@ def offers_for(snapshot: KeySnapshot, model: str) -> list[catalog.Offer]:
     return list(catalog.offers_of(model))
 
 
-def _payment(snapshot: KeySnapshot, offer: catalog.Offer) -> Candidate | None:
-    """How this offer can be paid under the project's mode, or None."""
+def _payments(snapshot: KeySnapshot, offer: catalog.Offer) -> list[Candidate]:
+    """How this offer can be paid under the project's mode: one candidate per organization
+    key of the provider, in priority order, else the gateway's own key (credits), else none."""
     if offer.custom_name:
         creds = snapshot.custom_keys.get(offer.custom_name)
         if creds is None or snapshot.mode == "credits":
-            return None
-        return Candidate(offer, creds.token, creds.base_url, paid_with_credits=False, org_url=True)
-    own = snapshot.own_keys.get(offer.provider)
-    if own is not None and snapshot.mode != "credits":
-        base_url = own.base_url or settings.PROVIDER_BASE_URLS[offer.provider]
-        return Candidate(offer, own.token, base_url, paid_with_credits=False, org_url=bool(own.base_url))
+            return []
+        return [Candidate(offer, creds.token, creds.base_url, paid_with_credits=False, org_url=True, key_id=creds.key_id)]
+    own = snapshot.own_key_lists.get(offer.provider)
+    if own is None and offer.provider in snapshot.own_keys:  # a snapshot made without the lists
+        own = (snapshot.own_keys[offer.provider],)
+    if own and snapshot.mode != "credits":
+        default_url = settings.PROVIDER_BASE_URLS[offer.provider]
+        return [Candidate(offer, creds.token, creds.base_url or default_url, paid_with_credits=False,
+                          org_url=bool(creds.base_url), key_id=creds.key_id) for creds in own]
     gateway_key = settings.PROVIDER_API_KEYS.get(offer.provider)
     if gateway_key and snapshot.mode != "api-keys" and offer.priced:  # credits pay only a known price
-        return Candidate(offer, gateway_key, settings.PROVIDER_BASE_URLS[offer.provider], paid_with_credits=True)
-    return None
+        return [Candidate(offer, gateway_key, settings.PROVIDER_BASE_URLS[offer.provider], paid_with_credits=True)]
+    return []
 
 
 def _effective_price(candidate: Candidate) -> Decimal:
@@ -71,13 +76,30 @@ def _effective_price(candidate: Candidate) -> Decimal:
 
 
 def candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
-    """The providers to try in order (at most 1 + UPSTREAM_MAX_RETRIES), or the reason none can."""
-    return usable(snapshot, model)[: 1 + settings.UPSTREAM_MAX_RETRIES]
+    """The candidates to try in order: those of the first 1 + UPSTREAM_MAX_RETRIES providers,
+    each provider with all its keys; or the reason none can."""
+    return first_providers(usable(snapshot, model), 1 + settings.UPSTREAM_MAX_RETRIES)
+
+
+def first_providers(chosen: list[Candidate], count: int) -> list[Candidate]:
+    """The candidates of the first `count` providers: the retry budget counts providers, so a
+    provider with several keys tries them all without crowding out the next provider."""
+    providers = list(dict.fromkeys(c.provider for c in chosen))[:count]
+    return [c for c in chosen if c.provider in providers]
+
+
+def per_provider(chosen: list[Candidate]) -> list[Candidate]:
+    """The first candidate of each provider (where to show one line per provider)."""
+    first: dict[str, Candidate] = {}
+    for c in chosen:
+        first.setdefault(c.provider, c)
+    return list(first.values())
 
 
 def usable(snapshot: KeySnapshot, model: str) -> list[Candidate]:
-    """Every provider that may serve `model` for this key now, cheapest first; raises the
-    GatewayError saying why none can (404 unknown model, 403 IAM rules, 400 no key)."""
+    """Every way `model` may be served for this key now, cheapest provider first (a provider
+    the organization has several keys for: one candidate per key, in priority order); raises
+    the GatewayError saying why none can (404 unknown model, 403 IAM rules, 400 no key)."""
     return _choose(snapshot, model, offers_for(snapshot, model))
 
 
@@ -92,7 +114,7 @@ def embedding_candidates(snapshot: KeySnapshot, model: str) -> list[Candidate]:
         offers = [catalog.custom_embedding_offer(prefix, rest, snapshot.custom_keys[prefix].prices.get(rest))] if rest else []
     else:
         offers = list(catalog.embedding_offers(model))
-    return _choose(snapshot, model, offers)[: 1 + settings.UPSTREAM_MAX_RETRIES]
+    return first_providers(_choose(snapshot, model, offers), 1 + settings.UPSTREAM_MAX_RETRIES)
 
 
 def _choose(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> list[Candidate]:
@@ -101,10 +123,10 @@ def _choose(snapshot: KeySnapshot, model: str, offers: list[catalog.Offer]) -> l
     allowed = [o for o in offers if iam.allows(snapshot.rules, o)]
     if not allowed:
         raise GatewayError(403, f"This API key's IAM rules do not allow the model '{model}'.", "permission_denied", param="model")
-    payable = [c for c in (_payment(snapshot, o) for o in allowed) if c is not None]
+    payable = [c for o in allowed for c in _payments(snapshot, o)]
     if not payable:
         raise _unpayable(snapshot, model, allowed)
-    payable.sort(key=_effective_price)
+    payable.sort(key=_effective_price)  # stable: a provider's keys stay together, in priority order
     return payable
 
 

@@ -3,7 +3,11 @@ to the real cost afterwards, release on failure; and the usage record made durab
 settlement.
 
 Amounts are integer nano-dollars. Per API key the store keeps its total usage and what is
-reserved in flight; per organization paying with credits, its total spend and reservations.
+reserved in flight, and, for a key with a recurring limit, its usage in the current window
+(core/periods.py); per organization paying with credits, its total spend and reservations.
+A request counts in the window it was reserved in, whenever it settles; the window's check
+also counts every hold of the key in flight (those of the window before included), so a new
+window can refuse early, never overspend.
 Totals start from the database's figures the first time a key or organization is seen, and
 from then on the store is ahead of the database (which ingestion catches up).
 The credits check compares against everything ever credited (balance + spent), which only
@@ -34,7 +38,7 @@ from core import events
 from core.redis import async_client, sync_client
 from gateway.record import USAGE_STREAM
 
-OK, USAGE_LIMIT, INSUFFICIENT_CREDITS = 0, 1, 2
+OK, USAGE_LIMIT, INSUFFICIENT_CREDITS, PERIOD_LIMIT = 0, 1, 2, 3
 PREFIX = "llmgw:spend:"
 HOLDS = PREFIX + "holds"  # sorted set: hold id, scored by its expiry (ms since the epoch)
 
@@ -49,6 +53,10 @@ class Account:
     org_id: str
     org_credited: int | None  # credits + credits spent; None: credits do not pay
     org_spent: int  # from the database
+    period_limit: int | None = None  # nano-dollars per window; None: no recurring limit
+    period: str = ""  # the window the request counts in (core/periods.window_id)
+    period_usage: int = 0  # what the database counted in that window
+    period_ttl: int = 0  # seconds the window's counter is kept: until its end and a day more
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class MemoryStore:
         self.spent: dict[str, int] = {}
         self.credit_reserved: dict[str, int] = {}
         self.holds: dict[str, tuple[int, bool]] = {}  # hold → (amount, credits reserved too)
+        self.windows: dict[tuple[str, str], int] = {}  # (key, window) → usage in it
         self.sink: RecordSink | None = None  # where records go (the in-process ingester)
 
     async def reserve(self, account: Account, amount: int, hold: str) -> Admission:
@@ -84,6 +93,11 @@ class MemoryStore:
         used = usage + self.reserved.get(account.key_id, 0)
         if account.key_limit is not None and used + amount > account.key_limit:
             return Admission(USAGE_LIMIT, version, account.key_limit - used)
+        if account.period_limit is not None:
+            in_period = self.windows.setdefault((account.key_id, account.period), account.period_usage)
+            in_period += self.reserved.get(account.key_id, 0)
+            if in_period + amount > account.period_limit:
+                return Admission(PERIOD_LIMIT, version, account.period_limit - in_period)
         if account.org_credited is not None:
             spent = self.spent.setdefault(account.org_id, account.org_spent)
             spent += self.credit_reserved.get(account.org_id, 0)
@@ -105,6 +119,9 @@ class MemoryStore:
             if with_credits:
                 self.credit_reserved[account.org_id] = self.credit_reserved.get(account.org_id, 0) - amount
             self.usage[account.key_id] = self.usage.get(account.key_id, account.key_usage) + actual
+            if account.period_limit is not None:
+                window = (account.key_id, account.period)
+                self.windows[window] = self.windows.get(window, account.period_usage) + actual
             if credits_actual:
                 self.spent[account.org_id] = self.spent.get(account.org_id, account.org_spent) + credits_actual
         if record is not None:
@@ -121,6 +138,10 @@ class MemoryStore:
     async def key_usage(self, key_id: str, db_usage: int) -> tuple[int, int]:
         """(usage, reserved in flight) of a key, nano-dollars."""
         return self.usage.get(key_id, db_usage), self.reserved.get(key_id, 0)
+
+    async def period_usage(self, key_id: str, period: str, db_usage: int) -> int:
+        """A key's usage in a window, nano-dollars."""
+        return self.windows.get((key_id, period), db_usage)
 
     async def config_version(self, org_id: str) -> int:
         return events.local_config_version(org_id)
@@ -148,18 +169,27 @@ local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 
 """.replace("__HOLDS__", HOLDS).replace("__PREFIX__", PREFIX)
 
 _RESERVE = _EXPIRE + """
--- KEYS: key usage, key reserved, org spent, org reserved, the hold, the holds set, org config version
+-- KEYS: key usage, key reserved, org spent, org reserved, the hold, the holds set, org config version,
+--       key usage in the window
 -- ARGV: amount, key limit (-1: none), key usage from the db, org credited (-1: no credits),
---       org spent from the db, hold id, hold lifetime (ms), key id, org id
+--       org spent from the db, hold id, hold lifetime (ms), key id, org id,
+--       window limit (-1: none), window usage from the db, window counter lifetime (s)
 -- Returns {outcome, config version, what the refusing limit has left (0 when admitted)}.
 expire_holds(now)
 local version = tonumber(redis.call('GET', KEYS[7]) or '0')
 redis.call('SET', KEYS[1], ARGV[3], 'NX')
 local amount = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
 if limit >= 0 then
-  local used = tonumber(redis.call('GET', KEYS[1])) + tonumber(redis.call('GET', KEYS[2]) or '0')
+  local used = tonumber(redis.call('GET', KEYS[1])) + reserved
   if used + amount > limit then return {1, version, limit - used} end
+end
+local period_limit = tonumber(ARGV[10])
+if period_limit >= 0 then
+  redis.call('SET', KEYS[8], ARGV[11], 'NX', 'EX', ARGV[12])
+  local used = tonumber(redis.call('GET', KEYS[8])) + reserved
+  if used + amount > period_limit then return {3, version, period_limit - used} end
 end
 local credited = tonumber(ARGV[4])
 local credits = '0'
@@ -177,9 +207,11 @@ return {0, version, 0}
 """
 
 _SETTLE = _EXPIRE + """
--- KEYS: key usage, key reserved, org spent, org reserved, the hold, the holds set, the usage stream
+-- KEYS: key usage, key reserved, org spent, org reserved, the hold, the holds set, the usage stream,
+--       key usage in the window the request was reserved in
 -- ARGV: reserved (0: nothing was held), actual, key usage from the db, credits actual,
---       org spent from the db, hold id, the usage record (JSON; "" for none)
+--       org spent from the db, hold id, the usage record (JSON; "" for none),
+--       window limit (-1: none), window usage from the db, window counter lifetime (s)
 -- Counters move once per hold however often this is sent; the record always goes onto the
 -- stream (ingestion stores each log id once).
 expire_holds(now)
@@ -202,6 +234,10 @@ end
 if count then
   redis.call('SET', KEYS[1], ARGV[3], 'NX')
   redis.call('INCRBY', KEYS[1], ARGV[2])
+  if tonumber(ARGV[8]) >= 0 then
+    redis.call('SET', KEYS[8], ARGV[9], 'NX', 'EX', ARGV[10])
+    redis.call('INCRBY', KEYS[8], ARGV[2])
+  end
   if tonumber(ARGV[4]) > 0 then
     redis.call('SET', KEYS[3], ARGV[5], 'NX')
     redis.call('INCRBY', KEYS[3], ARGV[4])
@@ -277,6 +313,15 @@ class RedisStore:
         return [f"{PREFIX}usage:{account.key_id}", f"{PREFIX}res:{account.key_id}", f"{PREFIX}spent:{account.org_id}",
                 f"{PREFIX}cres:{account.org_id}", f"{PREFIX}hold:{hold}", HOLDS]
 
+    @staticmethod
+    def _period_key(key_id: str, period: str) -> str:
+        return f"{PREFIX}pusage:{key_id}:{period}"
+
+    @staticmethod
+    def _period_args(account: Account) -> list[int | str]:
+        limit = -1 if account.period_limit is None else account.period_limit
+        return [limit, account.period_usage, max(account.period_ttl, 1)]
+
     def _pipeliner(self) -> _Pipeliner:
         loop = asyncio.get_running_loop()
         if loop not in self._pipeliners:
@@ -287,9 +332,11 @@ class RedisStore:
         """`hold` names the reservation (unique per request): settling it is then idempotent."""
         limit = -1 if account.key_limit is None else account.key_limit
         credited = -1 if account.org_credited is None else account.org_credited
-        keys = [*self._keys(account, hold), events.CONFIG_VERSION_KEY.format(account.org_id)]
+        keys = [*self._keys(account, hold), events.CONFIG_VERSION_KEY.format(account.org_id),
+                self._period_key(account.key_id, account.period)]
         args: list[int | str] = [amount, limit, account.key_usage, credited, account.org_spent, hold,
-                                 int(settings.GATEWAY_HOLD_SECONDS * 1000), account.key_id, account.org_id]
+                                 int(settings.GATEWAY_HOLD_SECONDS * 1000), account.key_id, account.org_id,
+                                 *self._period_args(account)]
         try:
             outcome, version, remaining = await self._pipeliner().run(_RESERVE, keys, args)
         except Exception:
@@ -303,9 +350,9 @@ class RedisStore:
 
     def _settle_call(self, account: Account, hold: str, reserved: int, actual: int, credits_actual: int,
                      record: bytes) -> tuple[list[str], list[int | str]]:
-        keys = [*self._keys(account, hold), USAGE_STREAM]
+        keys = [*self._keys(account, hold), USAGE_STREAM, self._period_key(account.key_id, account.period)]
         args: list[int | str] = [reserved, actual, account.key_usage, credits_actual, account.org_spent, hold,
-                                 record.decode()]
+                                 record.decode(), *self._period_args(account)]
         return keys, args
 
     async def settle(self, account: Account, hold: str, reserved: int, actual: int, credits_actual: int,
@@ -343,6 +390,11 @@ class RedisStore:
         store has counted for it."""
         usage, reserved = await async_client().mget([f"{PREFIX}usage:{key_id}", f"{PREFIX}res:{key_id}"])
         return (db_usage if usage is None else int(usage)), int(reserved or 0)
+
+    async def period_usage(self, key_id: str, period: str, db_usage: int) -> int:
+        """A key's usage in a window, nano-dollars; the database's until the store counted in it."""
+        usage = await async_client().get(self._period_key(key_id, period))
+        return db_usage if usage is None else int(usage)
 
     async def _settle_backlog(self) -> None:
         backlog, self._unsettled = self._unsettled, []

@@ -96,29 +96,37 @@ _PRIVATE = GatewayError(
 
 
 class UpstreamFailure(Exception):
-    """A call that failed before its first byte reached the client."""
+    """A call that failed before its first byte reached the client. `status`: the provider's
+    HTTP status when it answered; `unreachable`: it did not (no connection, or no answer in
+    time), which says something about the provider's health (gateway/health.py)."""
 
-    def __init__(self, error: GatewayError, *, retryable: bool):
+    def __init__(self, error: GatewayError, *, retryable: bool, status: int | None = None, unreachable: bool = False):
         super().__init__(error.message)
         self.error = error
         self.retryable = retryable
+        self.status = status
+        self.unreachable = unreachable
 
 
 def _failure_for_status(status: int, message: str, retry_after: str | None) -> UpstreamFailure:
     if status == 429:
         headers = {"Retry-After": retry_after} if retry_after else {}
-        return UpstreamFailure(GatewayError(429, f"The provider is rate limiting: {message}", "rate_limited", headers=headers), retryable=True)
+        return UpstreamFailure(GatewayError(429, f"The provider is rate limiting: {message}", "rate_limited", headers=headers),
+                               retryable=True, status=status)
     if status in (401, 403):
-        # The provider refused our key: the next provider may take the request.
-        return UpstreamFailure(GatewayError(502, "The provider refused the credentials for this request.", "upstream_error"), retryable=True)
+        # The provider refused our key: the next key or provider may take the request.
+        return UpstreamFailure(GatewayError(502, "The provider refused the credentials for this request.", "upstream_error"),
+                               retryable=True, status=status)
     if status >= 500:
-        return UpstreamFailure(GatewayError(502, f"The provider failed (HTTP {status}): {message}", "upstream_error"), retryable=True)
+        return UpstreamFailure(GatewayError(502, f"The provider failed (HTTP {status}): {message}", "upstream_error"),
+                               retryable=True, status=status)
     if 300 <= status < 400:
-        return UpstreamFailure(GatewayError(502, "The provider answered with a redirect, which the gateway does not follow.", "upstream_error"), retryable=True)
+        return UpstreamFailure(GatewayError(502, "The provider answered with a redirect, which the gateway does not follow.", "upstream_error"),
+                               retryable=True, status=status)
     if status == 408:
-        return UpstreamFailure(GatewayError(504, "The provider timed out.", "upstream_timeout"), retryable=True)
+        return UpstreamFailure(GatewayError(504, "The provider timed out.", "upstream_timeout"), retryable=True, status=status)
     # Any other 4xx is about the request itself; another provider would refuse it too.
-    return UpstreamFailure(GatewayError(400, message, "invalid_request_error"), retryable=False)
+    return UpstreamFailure(GatewayError(400, message, "invalid_request_error"), retryable=False, status=status)
 
 
 async def open_response(call: UpstreamCall, wire: WireFormat, token: str, *, public_only: bool = False) -> aiohttp.ClientResponse:
@@ -130,16 +138,19 @@ async def open_response(call: UpstreamCall, wire: WireFormat, token: str, *, pub
         async with asyncio.timeout(settings.UPSTREAM_FIRST_BYTE_TIMEOUT):
             response = await session(public_only).post(call.url, data=call.body, headers=call.headers, allow_redirects=False)
     except TimeoutError:
-        raise UpstreamFailure(GatewayError(504, "The provider did not answer in time.", "upstream_timeout"), retryable=True) from None
+        raise UpstreamFailure(GatewayError(504, "The provider did not answer in time.", "upstream_timeout"), retryable=True,
+                              unreachable=True) from None
     except aiohttp.ClientConnectorError as e:
         if isinstance(e.os_error, NonPublicAddress):
             raise UpstreamFailure(_PRIVATE, retryable=True) from None
         raise UpstreamFailure(
-            GatewayError(502, f"Could not reach the provider ({type(e).__name__}).", "upstream_error"), retryable=True
+            GatewayError(502, f"Could not reach the provider ({type(e).__name__}).", "upstream_error"), retryable=True,
+            unreachable=True,
         ) from None
     except (aiohttp.ClientError, OSError, socket.gaierror) as e:
         raise UpstreamFailure(
-            GatewayError(502, f"Could not reach the provider ({type(e).__name__}).", "upstream_error"), retryable=True
+            GatewayError(502, f"Could not reach the provider ({type(e).__name__}).", "upstream_error"), retryable=True,
+            unreachable=True,
         ) from None
     if 200 <= response.status < 300:
         return response

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError
 
-from core import events
+from core import events, periods
 from core.hashing import sha256_hex
 from core.ids import random_string
 from core.money import format_money
@@ -55,7 +55,7 @@ def model_entry(snapshot: KeySnapshot, model: str) -> dict[str, Any] | None:
     """One model in OpenAI's model shape, with the providers this key can use for it and their
     prices (USD per 1M tokens), or None when the key cannot use it now."""
     try:
-        usable = routing.usable(snapshot, model)
+        usable = routing.per_provider(routing.usable(snapshot, model))  # one line per provider, not per key
     except GatewayError:
         return None
     return {
@@ -90,18 +90,27 @@ def models_list(snapshot: KeySnapshot) -> dict[str, Any]:
 async def key_state(snapshot: KeySnapshot) -> dict[str, Any]:
     """GET /v1/key: this key's own state, money as decimal strings of USD. The usage counts
     what the spend store has counted (ahead of the database); `remaining` also takes off what
-    requests in flight hold. Period limits, rate limits and expiry are null until a key has them."""
-    usage, reserved = await get_store().key_usage(snapshot.key_id, to_nanos(snapshot.usage))
+    requests in flight hold. Period limits, rate limits and expiry are null when the key has none."""
+    store = get_store()
+    usage, reserved = await store.key_usage(snapshot.key_id, to_nanos(snapshot.usage))
     limit = snapshot.limit_nanos
-    return {
+    state: dict[str, Any] = {
         "id": snapshot.key_id,
         "projectId": snapshot.project_id,
         "usageLimit": None if limit is None else format_money(from_nanos(limit)),
         "usage": format_money(from_nanos(usage)),
         "remaining": None if limit is None else format_money(from_nanos(max(limit - usage - reserved, 0))),
-        "periodUsageLimit": None, "periodUsage": None, "periodResetsAt": None,
-        "rateLimitRpm": None, "rateLimitTpm": None, "expiresAt": None,
+        "periodUsageLimit": None, "periodUsageDuration": None, "periodUsage": None, "periodResetsAt": None,
+        "rateLimitRpm": snapshot.rate_limit_rpm, "rateLimitTpm": snapshot.rate_limit_tpm,
+        "expiresAt": snapshot.expires_at.isoformat() if snapshot.expires_at else None,
     }
+    account = chat.period_account(snapshot)
+    if account is not None and snapshot.period_limit is not None and snapshot.period_duration:
+        _, end = periods.window(snapshot.period_duration)
+        spent = await store.period_usage(snapshot.key_id, account.period, account.period_usage)
+        state.update(periodUsageLimit=format_money(snapshot.period_limit), periodUsageDuration=snapshot.period_duration,
+                     periodUsage=format_money(from_nanos(spent)), periodResetsAt=end.isoformat())
+    return state
 
 
 def _one_model(snapshot: KeySnapshot, model: str) -> dict[str, Any]:

@@ -104,6 +104,9 @@ DEFAULTS: dict[str, Any] = {
     "embedding_tokens": None,  # None: embedding_tokens_of() the input; else this count per request
     "cached_tokens": 0,  # Responses only: usage.input_tokens_details.cached_tokens (of the input)
     "reasoning_tokens": 0,  # Responses only: usage.output_tokens_details.reasoning_tokens (of the output)
+    # Answer in text, not with another tool call, once the request carries a tool's result
+    # (as a model does when it has what it asked for): an agent's loop then ends.
+    "answer_tool_results": False,
 }
 
 DEFAULT_MODELS = {
@@ -930,6 +933,15 @@ def _google_embed_requests(path_model: str, method: str, body: Any) -> tuple[lis
     return requests, None
 
 
+def _has_tool_result(body: Any) -> bool:
+    """Whether a request carries a tool's result, in any wire format: an OpenAI `tool` message,
+    a Responses `function_call_output` item, an Anthropic `tool_result` block or a Google
+    `functionResponse` part."""
+    text = json.dumps(body)
+    return any(marker in text for marker in ('"role": "tool"', '"function_call_output"', '"tool_result"',
+                                             '"functionResponse"'))
+
+
 def _wire_for_name(provider: str) -> str:
     if provider.startswith("anthropic"):
         return "anthropic"
@@ -1178,6 +1190,7 @@ class FakeUpstream:
     embedding_tokens: int | None
     cached_tokens: int
     reasoning_tokens: int
+    answer_tool_results: bool
 
     def _apply_defaults(self) -> None:
         for name, value in DEFAULTS.items():
@@ -1655,6 +1668,8 @@ class FakeUpstream:
             cache_write_tokens = most.cache_write_tokens
             cached_tokens = reasoning_tokens = 0  # no cache discount: the most it could bill
         tool_name = wire.tool_name(body) if call.endpoint in ("generate", "responses") else None
+        if tool_name and self.answer_tool_results and _has_tool_result(body):
+            tool_name = None
         kind = fault.kind if fault else None
         if kind == "huge_stream":
             tool_name = None

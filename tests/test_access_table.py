@@ -29,6 +29,17 @@ BY_QUERY_OR_BODY = {
     ("get", "/api/v1/logs"): lambda w: {"query": {"projectId": w["project_id"]}},
     ("get", "/api/v1/usage"): lambda w: {"query": {"projectId": w["project_id"]}},
 }
+# Further ways of asking one of those routes, each checked like the first: (method, path, way).
+MORE_WAYS = {
+    ("get", "/api/v1/logs", "organizationId"): lambda w: {"query": {"organizationId": w["organization_id"]}},
+    ("get", "/api/v1/logs", "csv"): lambda w: {"query": {"projectId": w["project_id"], "format": "csv"}},
+    ("get", "/api/v1/logs", "organizationId csv"): lambda w: {"query": {"organizationId": w["organization_id"], "format": "csv"}},
+    ("get", "/api/v1/usage", "organizationId"): lambda w: {"query": {"organizationId": w["organization_id"], "groupBy": "project"}},
+    ("post", "/api/v1/provider-keys", "second key of a provider"): lambda w: {"body": {
+        "organizationId": w["organization_id"], "provider": "anthropic", "name": "backup", "priority": 1,
+        "token": "sk-second", "validate": False,
+    }},
+}
 # Routes that concern only the caller and take no id of anyone's.
 OWN_ONLY = {
     ("post", "/api/v1/auth/signup"),
@@ -55,6 +66,14 @@ def _routes(patterns=None, prefix=""):
 
 ALL_ROUTES = sorted(set(_routes()))
 ROUTES = [r for r in ALL_ROUTES if r not in OWN_ONLY]
+# Every route once, then the further ways of asking some: (method, path, way or None).
+CASES = [(m, p, None) for m, p in ROUTES] + sorted(MORE_WAYS)
+CASE_IDS = [f"{m.upper()} {p}" + (f" ({way})" if way else "") for m, p, way in CASES]
+
+
+def request_for(method: str, path: str, way: str | None, world: dict) -> dict:
+    """{"query": …} and/or {"body": …} of a route without an id in its path."""
+    return MORE_WAYS[(method, path, way)](world) if way else BY_QUERY_OR_BODY[(method, path)](world)
 
 
 @pytest.fixture
@@ -94,13 +113,14 @@ def test_the_table_sees_every_route():
     assert "/api/v1/projects/<str:project_id>" in paths
     assert "/api/v1/api-keys/<str:key_id>/iam-rules/<str:rule_id>" in paths
     assert len(ROUTES) >= 30
+    assert {(m, p) for m, p, _ in MORE_WAYS} <= set(ROUTES), "a route of MORE_WAYS is gone"
 
 
-@pytest.mark.parametrize("method,path", ROUTES, ids=[f"{m.upper()} {p}" for m, p in ROUTES])
-def test_outsiders_get_404_for_every_id_of_another_organization(method, path, world, outsider):
+@pytest.mark.parametrize("method,path,way", CASES, ids=CASE_IDS)
+def test_outsiders_get_404_for_every_id_of_another_organization(method, path, way, world, outsider):
     if "<" not in path:
         assert (method, path) in BY_QUERY_OR_BODY, f"{method.upper()} {path}: say which id it takes"
-        request = BY_QUERY_OR_BODY[(method, path)](world)
+        request = request_for(method, path, way, world)
         url = path
         if "query" in request:
             url += "?" + "&".join(f"{k}={v}" for k, v in request["query"].items())

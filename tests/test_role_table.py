@@ -8,7 +8,7 @@ from apikeys import services as key_services
 from projects import services as project_services
 from projects.models import Membership
 from tests.conftest import make_person
-from tests.test_access_table import ALL_ROUTES, BY_QUERY_OR_BODY, OWN_ONLY, _fill
+from tests.test_access_table import ALL_ROUTES, CASE_IDS, CASES, OWN_ONLY, _fill, request_for
 from usage import services as usage_services
 
 D, A, OWN = "developer", "admin", "owner"
@@ -39,6 +39,7 @@ NEEDS = {
     ("patch", "/api/v1/api-keys/<str:key_id>"): D,
     ("delete", "/api/v1/api-keys/<str:key_id>"): D,
     ("post", "/api/v1/api-keys/<str:key_id>/check"): D,
+    ("post", "/api/v1/api-keys/<str:key_id>/roll"): D,
     ("get", "/api/v1/api-keys/<str:key_id>/iam-rules"): D,
     ("post", "/api/v1/api-keys/<str:key_id>/iam-rules"): D,
     ("patch", "/api/v1/api-keys/<str:key_id>/iam-rules/<str:rule_id>"): D,
@@ -62,7 +63,7 @@ BODIES = {
     ("post", "/api/v1/api-keys/<str:key_id>/check"): {"model": "gpt-4o"},
     ("post", "/api/v1/api-keys/<str:key_id>/iam-rules"): {"ruleType": "deny_models", "ruleValue": {"models": ["gpt-4o"]}},
     ("patch", "/api/v1/api-keys/<str:key_id>/iam-rules/<str:rule_id>"): {"status": "inactive"},
-    ("patch", "/api/v1/provider-keys/<str:key_id>"): {"name": "renamed", "validate": False},
+    ("patch", "/api/v1/provider-keys/<str:key_id>"): {"name": "renamed", "priority": 1, "validate": False},
 }
 CALLERS = ["owner", "admin", "developer", "outsider", "anonymous"]
 RANK = {D: 1, A: 2, OWN: 3}
@@ -91,20 +92,20 @@ def role_world(org, project, api_key, owner, admin, developer, outsider):
     return ids, people
 
 
-def _call(api, method, path, ids):
+def _call(api, method, path, ids, way=None):
     if "<" in path:
         return api.call(method, _fill(path, ids), BODIES.get((method, path), {}))
-    request = BY_QUERY_OR_BODY[(method, path)](ids)
+    request = request_for(method, path, way, ids)
     url = path + ("?" + "&".join(f"{k}={v}" for k, v in request["query"].items()) if "query" in request else "")
     return api.call(method, url, request.get("body"))
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize("method,path", ROUTES, ids=[f"{m.upper()} {p}" for m, p in ROUTES])
-def test_each_caller_gets_what_the_role_table_says(method, path, caller, role_world, anonymous):
+@pytest.mark.parametrize("method,path,way", CASES, ids=CASE_IDS)
+def test_each_caller_gets_what_the_role_table_says(method, path, way, caller, role_world, anonymous):
     ids, people = role_world
     api = anonymous if caller == "anonymous" else people[caller]
-    status = _call(api, method, path, ids).status_code
+    status = _call(api, method, path, ids, way).status_code
     if caller == "anonymous":
         assert status == 401
     elif caller == "outsider":

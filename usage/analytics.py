@@ -1,74 +1,127 @@
-"""What a project's usage came to over the last days, read from the daily rollups."""
+"""What usage came to over the last days, read from the daily rollups (usage/rollups.py): one
+domain function, `usage_summary`, for the REST API (GET /api/v1/usage) and the dashboard
+(a project's overview, an organization's usage page, an API key's usage panel)."""
 
-from collections import defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from core.money import format_money
+from projects.models import Organization, Project
 from usage.models import DailyUsage
 from usage.rollups import empty_histogram, percentile
+
+# groupBy (the API's name) → the rollup column a group is keyed by.
+GROUP_BY: dict[str, str] = {"apiKey": "api_key_id", "model": "model", "project": "project_id", "provider": "provider"}
+
+_SUMS = {
+    "requests": Sum("requests"),
+    "cost": Sum("cost"),
+    "promptTokens": Sum("prompt_tokens"),
+    "completionTokens": Sum("completion_tokens"),
+}
+_DAY_SUMS = {**_SUMS, "cacheHits": Sum("cache_hits"), "errors": Sum("errors"),
+             "cacheMisses": Sum("cache_misses"), "saved": Sum("saved_cost")}
 
 
 def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def usage_summary(*, project, days: int = 30) -> dict:
+def _rollups(*, project: Project | None, organization: Organization | None, api_key_id: str | None,
+             since: date) -> QuerySet[DailyUsage]:
+    if (project is None) == (organization is None):
+        raise TypeError("usage_summary takes a project or an organization, not both")
+    rows = DailyUsage.objects.filter(day__gte=since)
+    if project is not None:
+        rows = rows.filter(project=project)  # the (project, day) index
+    else:
+        # A literal list of the organization's projects: each one a range of that index.
+        rows = rows.filter(project_id__in=list(Project.objects.filter(organization=organization).values_list("pk", flat=True)))
+    if api_key_id is not None:
+        rows = rows.filter(api_key_id=api_key_id)
+    return rows
+
+
+def _by_cost(items: list[dict], name: str) -> list[dict]:
+    """Highest cost first, then most requests, then by name (stable across calls)."""
+    return sorted(items, key=lambda item: (-item["cost"], -item["requests"], item[name]))
+
+
+def usage_summary(
+    *,
+    project: Project | None = None,
+    organization: Organization | None = None,
+    api_key_id: str | None = None,
+    days: int = 30,
+    group_by: str | None = None,
+) -> dict[str, Any]:
+    """Usage of one project, or of every project of an organization (exactly one of the two),
+    optionally of one API key only, over `days` UTC days ending today. Summed by the database
+    from the daily rollups: one query per breakdown, however many requests there were.
+
+    Returns (docs/api.md §14; USD as decimal strings, durations in milliseconds):
+      {"summary": {"requests", "cost", "promptTokens", "completionTokens", "cacheHitRate",
+                   "cacheSavings", "errorRate", "p50Duration", "p95Duration"},
+       "daily": [{"date": "YYYY-MM-DD", "requests", "cost", "promptTokens", "completionTokens",
+                  "cacheHits", "errors"}]  one per day, oldest first, zeros included,
+       "byModel": [{"model", "provider", "requests", "cost", "promptTokens", "completionTokens"}],
+       "groups": [{"key", "requests", "cost", "promptTokens", "completionTokens"}]  only with
+                 `group_by` (a key of GROUP_BY); `key` is the API key's id, the model (the one
+                 that answered, else the one asked for), the project's id or the provider; ""
+                 when the request had none (refused before routing)}
+    byModel and groups: highest cost first, then most requests."""
+    if group_by is not None and group_by not in GROUP_BY:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
     since = timezone.now().date() - timedelta(days=days - 1)
-    rows = DailyUsage.objects.filter(project=project, day__gte=since).order_by("day")
-    total: dict[str, Any] = {"requests": 0, "errors": 0, "hits": 0, "misses": 0, "prompt": 0, "completion": 0,
-             "cost": Decimal(0), "saved": Decimal(0)}
+    rows = _rollups(project=project, organization=organization, api_key_id=api_key_id, since=since)
+
+    sums: list[dict[str, Any]] = [dict(r) for r in rows.values("day").annotate(**_DAY_SUMS).order_by("day")]
+    daily = {row["day"]: row for row in sums}
+    total: dict[str, Any] = {name: sum((d[name] for d in sums), Decimal(0) if name in ("cost", "saved") else 0)
+                             for name in _DAY_SUMS}
     histogram = empty_histogram()
-    daily: dict = defaultdict(lambda: {"requests": 0, "cost": Decimal(0), "promptTokens": 0, "completionTokens": 0,
-                                       "cacheHits": 0, "errors": 0})
-    by_model: dict = defaultdict(lambda: {"requests": 0, "cost": Decimal(0), "promptTokens": 0, "completionTokens": 0})
-    for row in rows:
-        for name, value in (("requests", row.requests), ("errors", row.errors), ("hits", row.cache_hits),
-                            ("misses", row.cache_misses), ("prompt", row.prompt_tokens),
-                            ("completion", row.completion_tokens), ("cost", row.cost), ("saved", row.saved_cost)):
-            total[name] += value
-        histogram = [a + b for a, b in zip(histogram, row.duration_histogram or empty_histogram(), strict=False)]  # rows stored before a bucket was added are shorter
-        day = daily[row.day.isoformat()]
-        day["requests"] += row.requests
-        day["cost"] += row.cost
-        day["promptTokens"] += row.prompt_tokens
-        day["completionTokens"] += row.completion_tokens
-        day["cacheHits"] += row.cache_hits
-        day["errors"] += row.errors
-        model = by_model[(row.model, row.provider)]
-        model["requests"] += row.requests
-        model["cost"] += row.cost
-        model["promptTokens"] += row.prompt_tokens
-        model["completionTokens"] += row.completion_tokens
-    return {
+    for counts in rows.values_list("duration_histogram", flat=True):
+        # rows stored before a bucket was added are shorter
+        histogram = [a + b for a, b in zip(histogram, counts or empty_histogram(), strict=False)]
+    by_model: list[dict[str, Any]] = [dict(r) for r in rows.values("model", "provider").annotate(**_SUMS).order_by()]
+
+    usage: dict[str, Any] = {
         "summary": {
             "requests": total["requests"],
             "cost": format_money(total["cost"]),
-            "promptTokens": total["prompt"],
-            "completionTokens": total["completion"],
-            "cacheHitRate": _rate(total["hits"], total["hits"] + total["misses"]),
+            "promptTokens": total["promptTokens"],
+            "completionTokens": total["completionTokens"],
+            "cacheHitRate": _rate(total["cacheHits"], total["cacheHits"] + total["cacheMisses"]),
             "cacheSavings": format_money(total["saved"]),
             "errorRate": _rate(total["errors"], total["requests"]),
             "p50Duration": percentile(histogram, 0.5),
             "p95Duration": percentile(histogram, 0.95),
         },
-        "daily": [
-            {"date": (since + timedelta(days=i)).isoformat(),
-             **_money(daily.get((since + timedelta(days=i)).isoformat(), _zero_day()))}
-            for i in range(days)
-        ],
-        "byModel": sorted(
-            ({"model": m, "provider": p, **_money(v)} for (m, p), v in by_model.items()),
-            key=lambda item: (-Decimal(item["cost"]), -item["requests"]),
-        ),
+        "daily": [_day(since + timedelta(days=i), daily) for i in range(days)],
+        "byModel": [_money(m) for m in _by_cost(by_model, "model")],
     }
+    if group_by is not None:
+        column = GROUP_BY[group_by]
+        groups: list[dict[str, Any]] = list(rows.values(column).annotate(**_SUMS).order_by())
+        usage["groups"] = [_money({"key": g.pop(column), **g}) for g in _by_cost(groups, column)]
+    return usage
 
 
-def _zero_day() -> dict:
-    return {"requests": 0, "cost": Decimal(0), "promptTokens": 0, "completionTokens": 0, "cacheHits": 0, "errors": 0}
+def _day(day: date, daily: dict) -> dict:
+    row = daily.get(day, {})
+    return {
+        "date": day.isoformat(),
+        "requests": row.get("requests", 0),
+        "cost": format_money(row.get("cost", Decimal(0))),
+        "promptTokens": row.get("promptTokens", 0),
+        "completionTokens": row.get("completionTokens", 0),
+        "cacheHits": row.get("cacheHits", 0),
+        "errors": row.get("errors", 0),
+    }
 
 
 def _money(values: dict) -> dict:

@@ -73,11 +73,15 @@ def requests_by_day(daily: list[dict]) -> SafeString:
     return _svg(chart)
 
 
+def _usd(value: float) -> str:
+    return usd(Decimal(str(value)).quantize(Decimal("1e-8")))
+
+
 def cost_by_day(daily: list[dict]) -> SafeString:
     labels, major = _day_labels(daily)
     chart = pygal.Bar(**_config(x_label_rotation=0 if len(labels) <= 10 else 45,
                                 show_minor_x_labels=len(labels) <= 10, x_labels_major=major, show_legend=False,
-                                value_formatter=lambda v: usd(Decimal(str(v)).quantize(Decimal("1e-8")))))
+                                value_formatter=_usd))
     chart.x_labels = labels
     chart.add("Cost (USD)", [float(Decimal(d["cost"])) for d in daily])
     return _svg(chart)
@@ -90,4 +94,15 @@ def by_model(models: list[dict]) -> SafeString:
                                           **_count_labels(max((m["requests"] for m in top), default=0))))
     chart.x_labels = [m["model"] or "(unknown)" for m in top]
     chart.add("Requests", [m["requests"] for m in top])
+    return _svg(chart)
+
+
+def cost_by_group(groups: list[dict], labels: dict[str, str]) -> SafeString:
+    """Cost (USD) of the eight costliest groups of usage_summary's `groups`, each named by
+    `labels` (group key → what people call it)."""
+    top = groups[:8]
+    chart = pygal.HorizontalBar(**_config(width=760, height=max(120, 50 + 34 * len(top)), show_legend=False,
+                                          truncate_label=40, value_formatter=_usd))
+    chart.x_labels = [labels.get(g["key"]) or g["key"] or "(none)" for g in top]
+    chart.add("Cost (USD)", [float(Decimal(g["cost"])) for g in top])
     return _svg(chart)

@@ -4,13 +4,14 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from projects.models import Project
+from projects.models import Organization, Project
 from usage.models import UsageLog
 
 
 def logs_matching(
     *,
-    project: Project,
+    project: Project | None = None,
+    organization: Organization | None = None,
     api_key_id: str | None = None,
     model: str | None = None,
     provider: str | None = None,
@@ -19,10 +20,19 @@ def logs_matching(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[UsageLog]:
-    """The project's usage log rows matching every filter given (None: any). `model`
-    matches the model asked for or the one that answered; `since` is inclusive, `until`
-    exclusive (ranges the time index can use)."""
-    logs = UsageLog.objects.filter(project=project)
+    """The usage log rows of one project, or of every project of an organization (exactly one
+    of the two), matching every filter given (None: any). `model` matches the model asked for
+    or the one that answered; `since` is inclusive, `until` exclusive (ranges the time index
+    can use). Newest first (the model's ordering), as the pages and the CSV export read it."""
+    if (project is None) == (organization is None):
+        raise TypeError("logs_matching takes a project or an organization, not both")
+    if project is not None:
+        logs = UsageLog.objects.filter(project=project)
+    else:
+        # A literal list of the organization's projects: each one a range of the
+        # (project, created_at) index.
+        project_ids = list(Project.objects.filter(organization=organization).values_list("pk", flat=True))
+        logs = UsageLog.objects.filter(project_id__in=project_ids)
     if api_key_id:
         logs = logs.filter(api_key_id=api_key_id)
     if model:

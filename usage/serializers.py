@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from core.rest import MoneyField, PageQuery, StrictSerializer
+from usage.analytics import GROUP_BY
 from usage.models import CreditTransaction, SpendAlert
 
 
@@ -69,19 +70,42 @@ class AlertIn(StrictSerializer):
     projectId = serializers.CharField(source="project_id", max_length=40, required=False, allow_null=True, default=None)
 
 
-class UsageQuery(serializers.Serializer):
-    projectId = serializers.CharField(max_length=40)
+class ScopeQuery(serializers.Serializer):
+    """Whose usage: one project, or every project of an organization (exactly one of the two)."""
+
+    projectId = serializers.CharField(source="project_id", max_length=40, required=False)
+    organizationId = serializers.CharField(
+        source="organization_id", max_length=40, required=False, help_text="instead of projectId: every project of it",
+    )
+
+    def validate(self, data):
+        given = [name for name in ("project_id", "organization_id") if data.get(name)]
+        if len(given) != 1:
+            message = "give projectId or organizationId, not both" if given else "give projectId or organizationId"
+            raise serializers.ValidationError({"projectId": [message], "organizationId": [message]})
+        return data
+
+
+class UsageQuery(ScopeQuery):
     days = serializers.IntegerField(required=False, min_value=1, max_value=366, default=30)
+    groupBy = serializers.ChoiceField(
+        source="group_by", choices=list(GROUP_BY), required=False,
+        error_messages={"invalid_choice": f"must be one of {', '.join(GROUP_BY)}"},
+        help_text="adds `groups`: the sums per API key, model, project or provider",
+    )
 
 
-class LogQuery(PageQuery):
-    projectId = serializers.CharField(source="project_id", max_length=40)
+class LogQuery(ScopeQuery, PageQuery):
     apiKeyId = serializers.CharField(source="api_key_id", max_length=40, required=False)
     model = serializers.CharField(max_length=200, required=False)
     provider = serializers.CharField(max_length=64, required=False)
     cached = serializers.BooleanField(required=False, allow_null=True, default=None)
     hasError = serializers.BooleanField(source="has_error", required=False, allow_null=True, default=None)
     to = serializers.DateTimeField(source="until", required=False)
+    format = serializers.ChoiceField(
+        choices=["json", "csv"], required=False, error_messages={"invalid_choice": "must be json or csv"},
+        help_text="csv (or `Accept: text/csv`): every matching row as a CSV attachment, streamed; cursor and limit do not apply",
+    )
 
     def get_fields(self):
         fields = super().get_fields()

@@ -19,6 +19,7 @@ pages = [
     path("projects/<str:project_id>/logs/", views.logs, name="logs"),
     path("projects/<str:project_id>/logs/<str:log_id>/", views.log_detail, name="log_detail"),
     path("projects/<str:project_id>/requests/<str:request_id>/cost", views.request_cost, name="request_cost"),
+    path("org/<str:organization_id>/usage/", views.organization_usage, name="organization_usage"),
     path("org/<str:organization_id>/billing/", views.billing, name="billing"),
     path("org/<str:organization_id>/alerts/add", views.alert_add, name="alert_add"),
     path("org/<str:organization_id>/alerts/<str:alert_id>/delete", views.alert_delete, name="alert_delete"),

@@ -1,13 +1,17 @@
-"""Dashboard pages of usage: a project's overview and logs, an organization's credits and
-spending alerts. Reads come from the rollups (usage/analytics.py) and the log; writes go
-through usage/services.py."""
+"""Dashboard pages of usage: a project's overview and logs, an organization's usage, credits
+and spending alerts (an API key's usage panel is usage/templatetags/usage_panels.py). Reads
+come from the rollups (usage/analytics.py) and the log; writes go through usage/services.py.
+CSV exports are links to the REST API's (GET /api/v1/logs?format=csv), which the dashboard's
+session signs in to."""
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -26,6 +30,30 @@ from usage.models import AlertNotice, DailyUsage, UsageLog
 
 Role = Membership.Role
 LOGS_PAGE_SIZE = 50
+LOGS_API = "/api/v1/logs"  # usage/urls.py under config/urls.py's api/v1/
+
+# logs_matching's names → the REST API's query parameters.
+_API_NAMES = {"project_id": "projectId", "organization_id": "organizationId", "api_key_id": "apiKeyId", "model": "model",
+              "provider": "provider", "cached": "cached", "has_error": "hasError", "since": "from", "until": "to"}
+
+
+def logs_export_url(**filters: Any) -> str:
+    """The CSV export of the logs that usage.selectors.logs_matching(**filters) reads, as a
+    link to the REST API (`project_id` or `organization_id`, then its filters; None: any)."""
+    query: dict[str, str] = {}
+    for name, value in filters.items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, datetime):
+            value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query[_API_NAMES[name]] = str(value)
+    return f"{LOGS_API}?{urlencode({**query, 'format': 'csv'})}"
+
+
+def start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 # --- project overview ----------------------------------------------------------------------------
@@ -99,6 +127,7 @@ def logs(request, project_id):
     filters = {name: request.GET[name] for name in LogFilterForm.FILTERS if request.GET.get(name)}
     context.update(
         tab="logs", form=form, rows=rows, models=models, filtered=bool(filters),
+        export_url=logs_export_url(project_id=project.pk, **form.filters()) if form.is_valid() else None,
         next_query=urlencode({**filters, "cursor": next_cursor}) if next_cursor else "",
     )
     partial = None
@@ -131,6 +160,64 @@ def request_cost(request, project_id, request_id):
     if log is None:
         return HttpResponse(status=204)
     return render(request, "usage/log_detail.html#cost", {**context, "log": log})
+
+
+# --- an organization's usage ---------------------------------------------------------------------
+
+# The page's group selector, in its order: groupBy value → what it is called.
+GROUP_NAMES = {"project": "Project", "apiKey": "API key", "model": "Model", "provider": "Provider"}  # = GROUP_BY's keys
+
+
+def _group_rows(organization, group_by: str, groups: list[dict]) -> list[dict]:
+    """usage_summary's groups with what people call each (`label`) and, for a project or a
+    key that still exists, the page it has (`url`)."""
+    keys = [g["key"] for g in groups if g["key"]]
+    labels: dict[str, str] = {}
+    urls: dict[str, str] = {}
+    if group_by == "project":
+        for pk, name in organization.projects.filter(pk__in=keys).values_list("pk", "name"):
+            labels[pk], urls[pk] = name, reverse("project_overview", args=[pk])
+    elif group_by == "apiKey":
+        labels = dict.fromkeys(keys, "deleted key")
+        for key in ApiKey.objects.filter(pk__in=keys, project__organization=organization).select_related("project"):
+            labels[key.pk] = f"{key.description or key.masked_token} · {key.project.name}"
+            urls[key.pk] = reverse("api_key_detail", args=[key.project_id, key.pk])
+    return [{**g, "label": labels.get(g["key"]) or g["key"] or "(none)", "url": urls.get(g["key"])} for g in groups]
+
+
+@dashboard_view
+def organization_usage(request, organization_id):
+    """Every project's usage together for 7 or 30 days: totals, by day, and grouped by
+    project, API key, model or provider (`?group=`, the REST API's groupBy values)."""
+    context = organization_page(request, organization_id)
+    organization = context["organization"]
+    days = 7 if request.GET.get("days") == "7" else 30
+    group_by = request.GET.get("group") if request.GET.get("group") in GROUP_NAMES else "project"
+    usage = usage_summary(organization=organization, days=days, group_by=group_by)
+    summary = usage["summary"]
+    groups = _group_rows(organization, group_by, usage["groups"])
+    context.update(
+        org_tab="usage",
+        days=days,
+        group_by=group_by,
+        group_name=GROUP_NAMES[group_by],
+        group_choices=GROUP_NAMES.items(),
+        summary=summary,
+        tokens=summary["promptTokens"] + summary["completionTokens"],
+        cache_hit_rate=_percent(summary["cacheHitRate"]),
+        error_rate=_percent(summary["errorRate"]),
+        daily=usage["daily"],
+        groups=groups,
+        has_usage=summary["requests"] > 0,
+        export_url=logs_export_url(organization_id=organization.pk, since=start_of(date.fromisoformat(usage["daily"][0]["date"]))),
+    )
+    if context["has_usage"]:
+        context["charts"] = {
+            "requests": charts.requests_by_day(usage["daily"]),
+            "cost": charts.cost_by_day(usage["daily"]),
+            "groups": charts.cost_by_group(groups, {g["key"]: g["label"] for g in groups}),
+        }
+    return render_page(request, "usage/organization_usage.html", context, partial="usage")
 
 
 # --- credits and spending alerts (organization) --------------------------------------------------

@@ -11,6 +11,7 @@ from apikeys.models import ApiKey
 FIELDS = {
     "id", "token", "maskedToken", "description", "usageLimit", "usage", "status",
     "disabledReason", "projectId", "createdAt", "updatedAt",
+    "periodUsageLimit", "periodUsageDuration", "periodUsage", "periodResetsAt", "expiresAt", "rateLimitRpm", "rateLimitTpm",
 }
 
 

@@ -16,7 +16,8 @@ from apikeys import services as key_services
 from apikeys.models import ProviderKey
 from gateway.snapshot import snapshot_of
 
-FIELDS = {"id", "organizationId", "provider", "name", "baseUrl", "prices", "maskedToken", "status", "createdAt", "updatedAt"}
+FIELDS = {"id", "organizationId", "provider", "name", "baseUrl", "prices", "maskedToken", "priority", "status",
+          "invalidReason", "createdAt", "updatedAt"}
 TOKEN = "sk-proj-Q7hV2mX9pL4sK8dR1tY6wZ3nB5cF0gJ"
 
 
@@ -49,7 +50,7 @@ def test_it_creates_a_provider_key_with_the_contract_fields_and_no_token(owner, 
     assert key["name"] == "main"
     assert key["baseUrl"] is None
     assert key["prices"] == {}
-    assert key["status"] == "active"
+    assert (key["priority"], key["status"], key["invalidReason"]) == (0, "active", None)
     assert not _leaks(response.content.decode(), TOKEN)
 
 
@@ -167,6 +168,145 @@ def test_two_custom_providers_need_different_names(owner, org, settings):
 def test_another_organization_may_have_its_own_openai_key(owner, org, outsider):
     assert _create(owner, org).status_code == 201
     assert _create(outsider, outsider.organization).status_code == 201
+
+
+# --- several keys of one provider: names, priority, invalid -------------------------------------
+
+
+def test_several_keys_of_one_provider_are_told_apart_by_name(owner, org):
+    assert _create(owner, org, name="main").status_code == 201
+    backup = _create(owner, org, name="backup", priority=1, token="sk-proj-backup-key-0123456789")
+    assert backup.status_code == 201, backup.json()
+
+    same_name = _create(owner, org, name="backup", token="sk-proj-third-key-0123456789")
+    assert same_name.status_code == 409
+    assert same_name.json()["error"]["code"] == "provider_key_exists"
+    assert list(same_name.json()["error"]["fields"]) == ["name"]
+    assert "named 'backup'" in same_name.json()["error"]["message"]
+    assert ProviderKey.objects.filter(organization=org, provider="openai").count() == 2
+
+
+def test_a_second_unnamed_key_is_asked_for_a_name(owner, org):
+    assert _create(owner, org).status_code == 201
+
+    response = _create(owner, org, token="sk-proj-another-key-0123456789")
+
+    assert response.status_code == 409
+    assert "name this one to tell them apart" in response.json()["error"]["message"]
+
+
+def test_renaming_a_key_to_a_name_its_provider_already_has_is_a_conflict(owner, org):
+    _create(owner, org, name="main")
+    other = _create(owner, org, name="backup", token="sk-proj-backup-key-0123456789").json()["providerKey"]
+
+    response = owner.api.patch(f"/api/v1/provider-keys/{other['id']}", {"name": "main"})
+
+    assert response.status_code == 409 and list(response.json()["error"]["fields"]) == ["name"]
+    assert _create(owner, org, provider="anthropic", name="main").status_code == 201  # another provider may
+
+
+def test_priority_is_set_on_create_and_patch_and_orders_the_list(owner, org):
+    late = _create(owner, org, name="late", priority=5).json()["providerKey"]
+    early = _create(owner, org, name="early", priority=-1, token="sk-proj-early-key-0123456789").json()["providerKey"]
+    assert (late["priority"], early["priority"]) == (5, -1)
+    listed = owner.api.get("/api/v1/provider-keys", organizationId=org.id).json()["providerKeys"]
+    assert [k["name"] for k in listed] == ["early", "late"]
+
+    patched = owner.api.patch(f"/api/v1/provider-keys/{late['id']}", {"priority": -2})
+
+    assert patched.status_code == 200 and patched.json()["providerKey"]["priority"] == -2
+    listed = owner.api.get("/api/v1/provider-keys", organizationId=org.id).json()["providerKeys"]
+    assert [k["name"] for k in listed] == ["late", "early"]
+
+
+@pytest.mark.parametrize("priority", ["high", 1.5, True, None, [1], 10**7, -(10**7)])
+def test_a_priority_that_is_not_an_integer_in_range_is_a_400_naming_it(owner, org, priority):
+    created = _create(owner, org, name="x", priority=priority)
+    key_id = _create(owner, org, name="y").json()["providerKey"]["id"]
+    patched = owner.api.patch(f"/api/v1/provider-keys/{key_id}", {"priority": priority})
+
+    for response in (created, patched):
+        assert response.status_code == 400, response.json()
+        assert list(response.json()["error"]["fields"]) == ["priority"]
+    assert ProviderKey.objects.get(pk=key_id).priority == 0
+
+
+def test_developers_cannot_set_a_priority_and_outsiders_cannot_see_the_key(owner, developer, outsider, org):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    url = f"/api/v1/provider-keys/{key_id}"
+
+    assert developer.api.patch(url, {"priority": 3}).status_code == 403
+    assert outsider.api.patch(url, {"priority": 3}).status_code == 404
+    assert developer.api.get(url).json()["providerKey"]["priority"] == 0
+
+
+def _marked_invalid(key_id: str) -> None:
+    assert key_services.provider_key_mark_invalid(key_id=key_id, rejections=3, status=401)
+
+
+def test_a_key_the_gateway_marked_invalid_shows_why(owner, org):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+
+    _marked_invalid(key_id)
+
+    key = owner.api.get(f"/api/v1/provider-keys/{key_id}").json()["providerKey"]
+    assert key["status"] == "invalid"
+    assert key["invalidReason"] == "The provider rejected this key 3 times in a row (HTTP 401); fix or replace it."
+    assert not key_services.provider_key_mark_invalid(key_id=key_id, rejections=4, status=401)  # once
+
+
+@pytest.mark.parametrize("change", [{"status": "active"}, {"token": "sk-proj-fixed-key-0123456789"},
+                                    {"baseUrl": "http://127.0.0.1:9/v1"}], ids=["status", "token", "baseUrl"])
+def test_setting_the_status_or_a_new_token_clears_invalid(owner, org, change, settings):
+    settings.ALLOW_PRIVATE_PROVIDER_URLS = True
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    _marked_invalid(key_id)
+
+    response = owner.api.patch(f"/api/v1/provider-keys/{key_id}", {**change, "validate": False})
+
+    assert response.status_code == 200, response.json()
+    key = response.json()["providerKey"]
+    assert (key["status"], key["invalidReason"]) == ("active", None)
+    assert ProviderKey.objects.get(pk=key_id).rejections == 0
+
+
+def test_renaming_an_invalid_key_leaves_it_invalid_and_a_user_cannot_set_invalid(owner, org):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    url = f"/api/v1/provider-keys/{key_id}"
+    _marked_invalid(key_id)
+
+    assert owner.api.patch(url, {"name": "old"}).json()["providerKey"]["status"] == "invalid"
+    assert owner.api.patch(url, {"status": "inactive"}).json()["providerKey"]["invalidReason"] is None
+
+    refused = owner.api.patch(url, {"status": "invalid"})
+    assert refused.status_code == 400 and list(refused.json()["error"]["fields"]) == ["status"]
+
+
+def test_marking_a_key_invalid_tells_the_gateways(owner, org, monkeypatch):
+    key_id = _create(owner, org).json()["providerKey"]["id"]
+    changed = []
+    monkeypatch.setattr(key_services.events, "config_changed", changed.append)
+
+    _marked_invalid(key_id)
+
+    assert changed == [org.id]
+
+
+def test_the_snapshot_holds_every_active_key_of_a_provider_in_priority_order(owner, org, project):
+    for name, priority in [("c", 2), ("a", 0), ("b", 1), ("off", -1)]:
+        _create(owner, org, name=name, priority=priority, token=f"sk-proj-{name}-key-0123456789")
+    _create(owner, org, provider="anthropic", name="claude")
+    off = ProviderKey.objects.get(name="off")
+    key_services.provider_key_update(provider_key=off, status="inactive")
+    _marked_invalid(ProviderKey.objects.get(name="c").id)
+    active = ProviderKey.objects.filter(status="active").order_by("created_at")
+
+    snapshot = snapshot_of(key=None, project=project, rules=(), provider_keys=active)
+
+    assert [(c.name, c.token) for c in snapshot.own_key_lists["openai"]] == [
+        ("a", "sk-proj-a-key-0123456789"), ("b", "sk-proj-b-key-0123456789")]
+    assert snapshot.own_keys["openai"].name == "a"  # the first, for callers that want one
+    assert [c.key_id for c in snapshot.own_key_lists["anthropic"]] == [ProviderKey.objects.get(name="claude").id]
 
 
 # --- who may -------------------------------------------------------------------------------------
@@ -356,7 +496,7 @@ def test_the_snapshot_carries_a_custom_providers_prices_as_decimals(owner, org, 
 def test_the_admin_sets_prices_through_the_service(admin_client, custom_key):
     key = ProviderKey.objects.get(pk=custom_key["id"])
     url = f"/admin/apikeys/providerkey/{quote(key.pk)}/change/"
-    form = {"name": key.name, "base_url": key.base_url, "status": key.status}
+    form = {"name": key.name, "priority": key.priority, "base_url": key.base_url, "status": key.status}
 
     bad = admin_client.post(url, {**form, "prices": '{"m": {"inputPrice": "-1", "outputPrice": "1"}}'})
     good = admin_client.post(url, {**form, "prices": '{"m": {"inputPrice": 2, "outputPrice": "3.10"}}'})

@@ -56,6 +56,9 @@ def _env(fake, data_dir: str) -> dict:
         UPSTREAM_IDLE_TIMEOUT="2",
         USAGE_LOG_FLUSH_SECONDS="0.05",
         LOG_LEVEL="WARNING",
+        # One test's failing provider must not reorder the next test's providers: this shared
+        # gateway never cools a provider down (tests/gateway/test_key_failover.py starts one that does).
+        GATEWAY_COOLDOWN_FAILURES="0",
     )
     for provider in PROVIDERS.values():
         if provider.id != "custom":

@@ -2,12 +2,14 @@
 for the allowed origins, answers carry the CORS headers, and GET /v1/key tells a key what it
 has spent and has left."""
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
 
 from apikeys import services as key_services
+from core import periods
 from gateway import cors
 from tests.gateway.conftest import eventually
 from usage.models import UsageLog
@@ -57,6 +59,22 @@ def test_the_key_endpoint_tells_a_key_its_limit_usage_and_what_remains(gateway, 
     assert (data["id"], data["projectId"], data["usageLimit"]) == (key.id, project.id, "1.00")
     assert (Decimal(data["usage"]), Decimal(data["remaining"])) == (spent, 1 - spent)
     assert data["expiresAt"] is None and data["rateLimitRpm"] is None
+
+
+def test_the_key_endpoint_tells_a_key_its_window_rate_limits_and_expiry(gateway, org, project, fake_upstream):
+    key_services.provider_key_create(organization=org, provider="openai", token="sk-own-openai", validate=False)
+    expires = datetime.now(UTC) + timedelta(days=3)
+    token, key = key_services.api_key_create(project=project, period_usage_limit="2", period_usage_duration="week",
+                                             rate_limit_rpm=100, expires_at=expires)
+    fake_upstream.usage = (1000, 500)
+    httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": HI, "max_tokens": 500},
+               headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+
+    data = httpx.get(f"{gateway.url}/v1/key", headers={"Authorization": f"Bearer {token}"}).json()["data"]
+    spent = (Decimal(1000) * Decimal("0.15") + Decimal(500) * Decimal("0.6")) / 1_000_000
+    assert (data["periodUsageLimit"], data["periodUsageDuration"], Decimal(data["periodUsage"])) == ("2.00", "week", spent)
+    assert data["periodResetsAt"] == periods.window("week")[1].isoformat()
+    assert (data["rateLimitRpm"], data["rateLimitTpm"], data["expiresAt"]) == (100, None, expires.isoformat())
 
 
 def test_the_key_endpoint_refuses_an_unknown_key(gateway):
