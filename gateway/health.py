@@ -224,14 +224,21 @@ class Health:
         self._cooling = view
 
     def ordered(self, candidates: Sequence[C]) -> list[C]:
-        """The candidates with those of cooling providers moved last (each group in its order)."""
+        """The candidates with those of cooling providers moved after the other providers of
+        the same model (a request's fallback models keep their place after it); each group
+        keeps its order. A model served by one provider (pinned) is left as it is."""
         cooling = self.cooling()
-        if not cooling:
+        if not cooling or not any(provider_of(c) in cooling for c in candidates):
             return list(candidates)
-        healthy = [c for c in candidates if provider_of(c) not in cooling]
-        if not healthy or len(healthy) == len(candidates):
-            return list(candidates)
-        return healthy + [c for c in candidates if provider_of(c) in cooling]
+        ordered: list[C] = []
+        start = 0
+        for end in range(1, len(candidates) + 1):
+            if end == len(candidates) or candidates[end].offer.model != candidates[start].offer.model:
+                run = candidates[start:end]
+                healthy = [c for c in run if provider_of(c) not in cooling]
+                ordered += healthy + [c for c in run if provider_of(c) in cooling]
+                start = end
+        return ordered
 
     # --- counting --------------------------------------------------------------------------
 

@@ -159,3 +159,102 @@ def test_outsiders_get_404(outsider, org, openai_key, as_user):
     assert browser.post(_url(org, f"{openai_key.pk}/delete")).status_code == 404
     assert as_user(outsider).post(_url(outsider.organization, f"{openai_key.pk}/delete")).status_code == 404
     assert ProviderKey.objects.filter(pk=openai_key.pk, status="active").exists()
+
+
+# --- several keys of one provider --------------------------------------------------------------
+
+
+def test_several_keys_of_a_provider_are_listed_in_priority_order(owner, org, openai_key, as_user):
+    key_services.provider_key_create(organization=org, provider="openai", name="backup", priority=-1,
+                                     token="sk-own-openai-backup-5678", validate=False)
+    key_services.provider_key_create(organization=org, provider="openai", name="spare", priority=7,
+                                     token="sk-own-openai-spare-9999", validate=False)
+
+    page = text(as_user(owner).get(_url(org)))
+
+    assert page.index("…5678") < page.index("…1234") < page.index("…9999")
+    assert '<td data-label="Priority">-1</td>' in page and '<td data-label="Priority">7</td>' in page
+
+
+def test_an_admin_adds_a_second_key_of_a_provider_with_a_name_and_priority(admin, org, openai_key, as_user):
+    page = text(as_user(admin).post(_url(org), {"provider": "openai", "token": "sk-second-key-5678", "name": "backup",
+                                                "priority": "2"}, htmx=True))
+
+    assert "backup key added." in page
+    assert ProviderKey.objects.get(organization=org, name="backup").priority == 2
+
+
+def test_a_bad_priority_is_shown_on_its_field(owner, org, as_user):
+    response = as_user(owner).post(_url(org), {"provider": "openai", "token": "sk-second-key-5678", "priority": "soon"},
+                                   htmx=True)
+
+    assert response.status_code == 400 and "Enter a whole number." in text(response)
+    assert not ProviderKey.objects.exists()
+
+
+def test_a_key_is_renamed_and_reprioritised_from_its_row(admin, org, openai_key, as_user):
+    response = as_user(admin).post(_url(org, f"{openai_key.pk}/edit"), {"name": "main", "priority": "3"}, htmx=True)
+
+    assert response.status_code == 200 and f"Key {openai_key.masked_token} saved." in text(response)
+    key = ProviderKey.objects.get(pk=openai_key.pk)
+    assert (key.name, key.priority, key.plaintext_token()) == ("main", 3, "sk-own-openai-secret-1234")
+
+
+def test_editing_a_key_to_a_taken_name_or_a_bad_priority_says_why(owner, org, openai_key, as_user):
+    key_services.provider_key_create(organization=org, provider="openai", name="backup", token="sk-backup-5678",
+                                     validate=False)
+    browser = as_user(owner)
+
+    taken = browser.post(_url(org, f"{openai_key.pk}/edit"), {"name": "backup", "priority": "0"}, htmx=True)
+    bad = browser.post(_url(org, f"{openai_key.pk}/edit"), {"name": "", "priority": "first"}, htmx=True)
+
+    assert taken.status_code == 409 and "already has a key for OpenAI named &#x27;backup&#x27;" in text(taken)
+    assert bad.status_code == 400 and "priority: Enter a whole number." in text(bad)
+    assert ProviderKey.objects.get(pk=openai_key.pk).name == ""
+
+
+def test_an_invalid_key_is_shown_with_the_providers_refusals_and_fixed_with_a_new_token(owner, org, project, openai_key,
+                                                                                        as_user, monkeypatch):
+    key_services.provider_key_mark_invalid(key_id=openai_key.pk, rejections=3, status=401)
+    browser = as_user(owner)
+    notice = "The provider rejected this key 3 times in a row (HTTP 401); fix or replace it."
+
+    page = text(browser.get(_url(org)))
+    elsewhere = text(browser.get(f"/org/{org.pk}/"))
+
+    assert 'id="invalid-provider-keys"' in page and notice in page and ">invalid</span>" in page
+    assert 'id="invalid-provider-keys-banner"' not in page  # the page's own notice, not the banner as well
+    assert 'id="invalid-provider-keys-banner"' in elsewhere and notice in elsewhere
+    assert notice in text(browser.get(f"/projects/{project.pk}/keys/"))
+
+    checked = []
+    monkeypatch.setattr(key_services, "validate_provider_token", lambda **kw: checked.append(kw))
+    fixed = browser.post(_url(org, f"{openai_key.pk}/edit"), {"name": "", "priority": "0", "token": "sk-new-provider-key-0000"},
+                         htmx=True)
+
+    assert fixed.status_code == 200 and notice not in text(fixed)
+    assert checked and checked[0]["token"] == "sk-new-provider-key-0000"  # a new token is checked with the provider
+    key = ProviderKey.objects.get(pk=openai_key.pk)
+    assert (key.status, key.masked_token) == ("active", "…0000")
+    assert 'id="invalid-provider-keys-banner"' not in text(browser.get(f"/org/{org.pk}/"))
+
+
+def test_enabling_an_invalid_key_brings_it_back(admin, org, openai_key, as_user):
+    key_services.provider_key_mark_invalid(key_id=openai_key.pk, rejections=3, status=403)
+
+    page = text(as_user(admin).post(_url(org, f"{openai_key.pk}/status"), htmx=True))
+
+    assert "enabled." in page
+    assert ProviderKey.objects.get(pk=openai_key.pk).status == "active"
+
+
+def test_developers_see_an_invalid_key_but_cannot_edit_keys(developer, org, openai_key, as_user):
+    key_services.provider_key_mark_invalid(key_id=openai_key.pk, rejections=3, status=401)
+    browser = as_user(developer)
+
+    page = text(browser.get(_url(org)))
+
+    assert "fix or replace it" in page and "Admins and owners can fix it." in page
+    assert "/edit" not in page
+    assert browser.post(_url(org, f"{openai_key.pk}/edit"), {"name": "mine", "priority": "1"}).status_code == 403
+    assert ProviderKey.objects.get(pk=openai_key.pk).name == ""

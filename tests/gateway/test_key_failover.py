@@ -9,6 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import requests
 from django.test import Client
 
 from apikeys import services as key_services
@@ -129,7 +130,11 @@ def test_a_key_refused_three_times_in_a_row_is_marked_invalid_and_no_longer_trie
     other_page = browser.get(f"/projects/{api_keys_project.pk}/keys/").content.decode()
     assert 'id="invalid-provider-keys-banner"' in other_page and "fix or replace it" in other_page
 
-    key_services.provider_key_update(provider_key=main, token="sk-openai-fixed", validate=False)  # fixed: tried again
+    # Fixed through the live server's API (whose process is the gateway's, so the change is in force at once):
+    # the key is tried again.
+    fixed = requests.patch(f"{gateway.url}/api/v1/provider-keys/{main.pk}", json={"token": "sk-openai-fixed", "validate": False},
+                           headers={"Authorization": f"Bearer {owner.token}"}, timeout=10)
+    assert fixed.status_code == 200 and fixed.json()["providerKey"]["status"] == "active"
     fake_upstream.valid_tokens = {"sk-openai-fixed"}
     before = len(_generate_calls(fake_upstream))
     client.chat.completions.create(model="gpt-4o-mini", messages=HI)

@@ -166,13 +166,13 @@ def test_without_an_active_key_api_keys_mode_still_names_the_missing_provider(or
 # --- health: cool-downs and refused keys, in memory ----------------------------------------------------
 
 
-def offer(provider: str) -> catalog.Offer:
-    return catalog.Offer(provider, "m", "m", catalog.flat_price(Decimal(1), Decimal(1)), 8000, 1000)
+def offer(provider: str, model: str = "m") -> catalog.Offer:
+    return catalog.Offer(provider, model, model, catalog.flat_price(Decimal(1), Decimal(1)), 8000, 1000)
 
 
-def candidate(provider: str, key_id: str = "", org_url: bool = False) -> routing.Candidate:
-    return routing.Candidate(offer(provider), "t", "https://x.example", paid_with_credits=not key_id, org_url=org_url,
-                             key_id=key_id)
+def candidate(provider: str, key_id: str = "", org_url: bool = False, model: str = "m") -> routing.Candidate:
+    return routing.Candidate(offer(provider, model), "t", "https://x.example", paid_with_credits=not key_id,
+                             org_url=org_url, key_id=key_id)
 
 
 def failure(status: int | None = None, unreachable: bool = False) -> UpstreamFailure:
@@ -214,6 +214,17 @@ def test_a_provider_failing_five_times_is_tried_last_until_its_cool_down_ends(th
     asyncio.run(asyncio.sleep(0.35))
     assert watch.cooling() == {}
     assert watch.ordered([groq, groq_2, together]) == [groq, groq_2, together]
+
+
+def test_a_cooling_provider_moves_behind_the_other_providers_of_its_model_not_behind_fallback_models(thresholds):
+    watch = Health(MemoryCounters())
+    groq, together = candidate("groq"), candidate("together-ai")
+    fallback_groq, fallback_xai = candidate("groq", model="n"), candidate("xai", model="n")
+
+    run(watch, *[(groq, failure(500))] * 5)
+
+    assert watch.ordered([groq, together, fallback_groq, fallback_xai]) == [together, groq, fallback_xai, fallback_groq]
+    assert watch.ordered([groq, fallback_xai]) == [groq, fallback_xai]
 
 
 def test_when_every_provider_cools_down_the_order_stays_and_nothing_is_refused(thresholds):
