@@ -3,6 +3,7 @@ one run, on the production configuration (PostgreSQL, Redis, a Celery worker,
 WEB_CONCURRENCY=2, a real API key with a usage limit and an IAM rule, logging on).
 
     make bench          # or: .venv/bin/python bench/run.py
+    .venv/bin/python bench/run.py metrics-cost [rounds]   # metrics on vs off, interleaved
 
 Needs PostgreSQL and Redis on 127.0.0.1 (as CI has them) and `wrk` (Debian package).
 Writes the table to stdout and to bench/results/latest.md.
@@ -62,12 +63,16 @@ class System:
             "OPENAI_BASE_URL": f"http://127.0.0.1:{self.upstream_port}/v1",
             "LOG_LEVEL": "WARNING",
             "ALLOW_PRIVATE_PROVIDER_URLS": "true",  # the slow-stream upstream is a custom provider on loopback
+            # Metrics on, as bin/run runs them: each role writes its files under DATA_DIR/metrics/<role>.
+            "PROMETHEUS_MULTIPROC_DIR": str(Path(self.data_dir) / "metrics" / "web"),
         }
+        for role in ("web", "worker"):
+            (Path(self.data_dir) / "metrics" / role).mkdir(parents=True)
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, *args, log: str) -> subprocess.Popen:
+    def start(self, *args, log: str, **env: str) -> subprocess.Popen:
         process = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=open(Path(self.data_dir) / log, "w"), stderr=subprocess.STDOUT,
+            args, cwd=ROOT, env={**self.env, **env}, stdout=open(Path(self.data_dir) / log, "w"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.processes.append(process)
@@ -79,7 +84,8 @@ class System:
         subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], stdout=subprocess.DEVNULL, check=True)
         self.start(str(BIN / "python"), "bench/upstream.py", str(self.upstream_port), log="upstream.log")
         self.worker = self.start(str(BIN / "celery"), "-A", "config", "worker", "--concurrency=1", "--loglevel=WARNING",
-                                 "--without-gossip", "--without-mingle", log="worker.log")
+                                 "--without-gossip", "--without-mingle", log="worker.log",
+                                 PROMETHEUS_MULTIPROC_DIR=str(Path(self.data_dir) / "metrics" / "worker"))
         self.gateway = self.start(
             str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.gateway_port),
             "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on",
@@ -334,5 +340,79 @@ def render(rows, system, slow_direct, slow, pipeline) -> str:
     return "\n".join(lines)
 
 
+def metrics_cost(rounds: int = 10) -> None:
+    """What the Prometheus metrics cost on the hot path: the non-streaming chat case at
+    concurrency 32 against two gateways of the same system, one as shipped (metrics on, in
+    multiprocess mode) and one whose metric updates are no-ops (bench/nometrics.py), in
+    alternating runs of DURATION seconds so that both see the same machine. Besides
+    throughput, the CPU time the gateway's worker processes spent per request (from /proc),
+    which other load on the machine disturbs far less than requests per second."""
+    system = System()
+    try:
+        key = system.setup()
+        off_port = free_port()
+        (Path(system.data_dir) / "metrics" / "off").mkdir()
+        off = system.start(
+            str(BIN / "uvicorn"), "bench.nometrics:application", "--host", "127.0.0.1", "--port", str(off_port),
+            "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on",
+            "--log-level", "warning", "--backlog", "4096", log="gateway-off.log",
+            PROMETHEUS_MULTIPROC_DIR=str(Path(system.data_dir) / "metrics" / "off"),
+        )
+        wait_port(off_port)
+        gateways = {"on": (f"http://127.0.0.1:{system.gateway_port}/v1/chat/completions", system.gateway.pid),
+                    "off": (f"http://127.0.0.1:{off_port}/v1/chat/completions", off.pid)}
+        for url, _ in gateways.values():
+            wrk(url, BODY, key, 8, seconds=3)  # warm up: keys, pools, connections
+        results: dict[str, list[dict]] = {"on": [], "off": []}
+        for n in range(rounds):
+            for name in (("on", "off") if n % 2 == 0 else ("off", "on")):
+                url, supervisor = gateways[name]
+                cpu = _cpu_seconds(supervisor)
+                result = wrk(url, BODY, key, 32)
+                result["cpu_ms"] = (_cpu_seconds(supervisor) - cpu) * 1000 / max(result["requests"], 1)
+                results[name].append(result)
+                print(f"round {n + 1} metrics {name}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
+                      f"p99 {result['p99']:.2f} ms, {result['cpu_ms']:.3f} CPU ms per request, "
+                      f"errors {result['errors'] + result['socket_errors']}", flush=True)
+        print(render_cost(results, rounds))
+    finally:
+        system.stop()
+
+
+def _cpu_seconds(supervisor: int) -> float:
+    """User + system CPU time of a uvicorn supervisor's worker processes so far."""
+    total = 0
+    for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def render_cost(results: dict[str, list[dict]], rounds: int) -> str:
+    lines = [f"non-streaming chat, concurrency 32, {rounds} alternating runs of {DURATION} s each (medians):", "",
+             "| metrics | RPS | p50 ms | p99 ms | gateway CPU ms per request | RPS of each run |",
+             "|---|---|---|---|---|---|"]
+    for name in ("off", "on"):
+        runs = results[name]
+        each = ", ".join(f"{r['rps']:.0f}" for r in runs)
+        lines.append(f"| {name} | {_median([r['rps'] for r in runs]):.0f} | {_median([r['p50'] for r in runs]):.2f} | "
+                     f"{_median([r['p99'] for r in runs]):.2f} | {_median([r['cpu_ms'] for r in runs]):.3f} | {each} |")
+    on, off = results["on"], results["off"]
+    rps = _median([a["rps"] / b["rps"] for a, b in zip(on, off, strict=True)])
+    cpu = _median([a["cpu_ms"] / b["cpu_ms"] for a, b in zip(on, off, strict=True)])
+    lines += ["", f"metrics on vs off, median of the rounds' ratios: throughput {100 * (rps - 1):+.1f}%, "
+                  f"gateway CPU per request {100 * (cpu - 1):+.1f}%"]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    serve() if sys.argv[1:] == ["serve"] else main()
+    if sys.argv[1:2] == ["metrics-cost"]:
+        metrics_cost(*(int(a) for a in sys.argv[2:3]))
+    else:
+        serve() if sys.argv[1:] == ["serve"] else main()

@@ -1,4 +1,5 @@
-"""The ASGI entry point: /v1 goes to the lean gateway app, everything else to Django."""
+"""The ASGI entry point: /v1 goes to the lean gateway app, /metrics to the Prometheus
+endpoint (gateway/metrics.py), everything else to Django."""
 
 import gc
 import os
@@ -10,6 +11,7 @@ django.setup(set_prefix=False)
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
+from gateway import metrics  # noqa: E402
 from gateway.v1 import GatewayApp  # noqa: E402
 
 django_app = get_asgi_application()
@@ -35,6 +37,8 @@ async def _lifespan(receive, send) -> None:
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"].startswith("/v1/"):
         return await gateway_app(scope, receive, send)
+    if scope["type"] == "http" and scope["path"] in ("/metrics", "/metrics/"):
+        return await metrics.app(scope, receive, send)
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
     return await django_app(scope, receive, send)

@@ -111,6 +111,8 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 # Browser origins allowed to call /v1 (API-key auth, never cookies): "*" or a comma-separated list.
 CORS_ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in env_str("CORS_ALLOWED_ORIGINS", "*").split(",") if o.strip()]
+# GET /metrics (gateway/metrics.py): with a token, `Authorization: Bearer <token>`; without, loopback clients only.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -338,14 +340,39 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)  # sent on HTTPS answers only
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 
+# Logs (core/logs.py): text by default, LOG_FORMAT=json for one JSON object per line. Either
+# way a line carries the ids of the request (or usage record) it is about, and anything that
+# looks like a key is cut out of it. The Celery worker and beat log through this too
+# (config/celery.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "core.logs.ContextFilter"}, "redact": {"()": "core.logs.RedactFilter"}},
+    "formatters": {"text": {"()": "core.logs.TextFormatter"}, "json": {"()": "core.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        # uvicorn's own lines. Not "uvicorn": configuring it would turn its access log (a child,
+        # off in bin/run: it costs on every request) back on.
+        "uvicorn.error": {"handlers": ["console"], "propagate": False},
+    },
 }
+
+# Error reports (core/sentry.py): only with SENTRY_DSN, else sentry-sdk is never imported.
+SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT")
+SENTRY_RELEASE = env_str("SENTRY_RELEASE")
+if SENTRY_DSN:
+    from core.sentry import init as init_sentry
+
+    init_sentry(SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=SENTRY_RELEASE)
 
 # Upstream providers: <PROVIDER>_BASE_URL overrides the public URL, <PROVIDER>_API_KEY is
 # the gateway's own key (used when credits pay).

@@ -23,9 +23,10 @@ from django.conf import settings
 from core import periods
 from core.ids import random_string
 from core.text import storable
-from gateway import health, http, ratelimit, routing, usagelog
+from gateway import health, http, metrics, ratelimit, routing, usagelog
 from gateway.allow import key_refusal
 from gateway.cache import MAX_ENTRY_BYTES, cache_key, response_cache
+from gateway.content import Capture
 from gateway.errors import GatewayError
 from gateway.pricing import (
     MIN_OUTPUT,
@@ -100,6 +101,7 @@ class Exchange:
     reservation: "Reservation | None" = None
     concluded: bool = False  # settled and recorded
     rate: ratelimit.Admitted | None = None  # what the key's rate limits counted, and their headers
+    content: Capture | None = None  # what was asked and answered, when the project keeps it (gateway/content.py)
 
     def fail(self, error: GatewayError) -> None:
         self.status, self.error = error.status, error.message
@@ -153,6 +155,7 @@ class Exchange:
             priced=c is None or self.cached_entry is not None or c.offer.priced,
             user=storable(self.user, 256),
             endpoint=self.endpoint,
+            content=self.content.content() if self.content is not None else None,
         )
 
 
@@ -182,13 +185,15 @@ class Parsed:
 
 def translation(body: dict[str, Any], native: dict[str, Any], untranslatable: GatewayError | None) -> Parsed:
     """A client's request and its chat completion translation, which must pass chat's own checks
-    to be sent as one (when it does not, only providers of the client's API may serve it)."""
+    to be sent as one (when it does not, only providers of the client's API may serve it). The
+    client's fallback `models` are taken out of its request: no provider is sent them."""
+    fallbacks = fallback_models(native.pop("models", None))
     if untranslatable is None:
         try:
             validate_chat(body)
         except GatewayError as e:
             untranslatable = e
-    return Parsed(body, native, untranslatable)
+    return Parsed(body, native, untranslatable, fallbacks)
 
 
 class StreamWriter:
@@ -351,6 +356,7 @@ async def reserve(
                 bound = lowered
             admission = retried
     if admission.outcome != OK:
+        metrics.reservation_refused(admission.outcome)
         raise _refusal(admission, candidates, body, size, bound, snapshot)
     exchange.reservation = Reservation(account, bound.cost.nanos if admission.held else 0)
     if admission.held:
@@ -429,6 +435,7 @@ async def _reserve(exchange: Exchange, account: Account, amount: int) -> "Admitt
             log.warning("spend store unavailable; serving a request no limit applies to", exc_info=True)
             return Admitted(OK, 0, held=False)
         log.warning("spend store unavailable; refusing the request", exc_info=True)
+        metrics.reservation_refused("store_unavailable")
         raise GatewayError(
             503, "The gateway cannot check spend limits right now; nothing was spent. Try again shortly.",
             "service_unavailable", headers={"Retry-After": "1"},
@@ -454,6 +461,7 @@ async def conclude(exchange: Exchange) -> None:
     reservation = exchange.reservation or Reservation(_account(exchange.snapshot, False), 0)
     credits = exchange.cost.nanos if exchange.candidate and exchange.candidate.paid_with_credits else 0
     record = orjson.dumps(exchange.record())
+    metrics.request_recorded(exchange)  # once per record, with it: requests = log rows
     await _settle(get_store(), reservation.account, exchange.hold, reservation.amount, exchange.cost.nanos, credits, record)
     ACTIVE_HOLDS.discard(exchange.hold)
     usagelog.written()
@@ -504,18 +512,21 @@ async def first_answer(
     (`call_for` builds it); nothing has reached the client yet."""
     failure: UpstreamFailure | None = None
     watch = health.get_health()
-    for candidate in watch.ordered(candidates):
+    for attempt, candidate in enumerate(watch.ordered(candidates)):
         exchange.candidate = candidate
         wire = for_format(candidate.wire_format)
         call = call_for(candidate, wire)
+        sent = time.monotonic()
         try:
             response = await open_response(call, wire, candidate.token, public_only=candidate.org_url)
         except UpstreamFailure as f:
+            metrics.upstream_called(candidate, attempt, time.monotonic() - sent, f)
             watch.failed(candidate, f)
             failure = f
             if not f.retryable:
                 break
         else:
+            metrics.upstream_called(candidate, attempt, time.monotonic() - sent, None)
             watch.answered(candidate)
             return wire, response
     assert failure is not None  # routing.candidates never returns an empty list
@@ -591,6 +602,8 @@ async def _answer_json(exchange: Exchange, wire: WireFormat, response: aiohttp.C
     if completion is not None:
         out = api.answer(completion, exchange)
     payload = orjson.dumps(out)
+    if exchange.content is not None:
+        exchange.content.answered(out)
     await conclude(exchange)  # recorded before the answer goes out
     # Marked before the last send: once it is out, the server reports the client gone.
     exchange.response_started = exchange.finished = True
@@ -636,6 +649,8 @@ async def _send_frames(exchange: Exchange, frames: list[bytes], send: http.Send,
         return
     if exchange.first_byte_at is None:
         exchange.first_byte_at = time.monotonic()
+    if exchange.content is not None:
+        exchange.content.sent(frames)
     if exchange.stream_events is not None:
         exchange.stream_events.extend(frames)
         exchange.stream_bytes += sum(map(len, frames))
@@ -774,6 +789,10 @@ async def keep(exchange: Exchange, content: dict[str, Any]) -> None:
 async def _replay(exchange: Exchange, entry: dict[str, Any], send: http.Send) -> None:
     """Answers from the cache: free, with the original's token counts."""
     exchange.cached_entry = entry
+    if exchange.content is not None and "frames" in entry:
+        exchange.content.replayed(entry["frames"])
+    elif exchange.content is not None:
+        exchange.content.answered(entry["body"])
     exchange.usage = Usage(*entry["usage"])
     exchange.finish_reason = entry.get("finish_reason") or ""
     exchange.first_byte_at = time.monotonic()
@@ -825,6 +844,8 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
     exchange.api, exchange.endpoint = api, api.endpoint
     parsed = api.parse(raw)
     body, exchange.client_request = parsed.body, parsed.native
+    if exchange.snapshot.log_content:
+        exchange.content = Capture(api.endpoint, parsed.native or body)
     exchange.requested_model = body["model"]
     exchange.stream = bool(body.get("stream"))
     exchange.user = body["user"] if isinstance(body.get("user"), str) else ""
@@ -832,7 +853,7 @@ async def handle(exchange: Exchange, raw: bytes, send: http.Send, on_stream: Cal
     if exchange.stream and on_stream is not None:
         on_stream()
     def route(snapshot: KeySnapshot, model: str) -> list[routing.Candidate]:
-        return _servable(_with_fallbacks(snapshot, model, parsed.fallbacks), parsed, api)
+        return _servable(with_fallbacks(snapshot, model, parsed.fallbacks), parsed, api)
 
     candidates = await admit(exchange, raw, body, send, reload, route)
     if candidates is None:
@@ -865,20 +886,21 @@ def fallback_models(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _with_fallbacks(snapshot: KeySnapshot, model: str, fallbacks: tuple[str, ...]) -> list[routing.Candidate]:
-    """The model's candidates, then each fallback model's, in order: each model under the key's
-    IAM rules and the project's mode (a fallback they refuse is left out). When none can serve,
-    the first model's refusal is the answer."""
+def with_fallbacks(snapshot: KeySnapshot, model: str, fallbacks: tuple[str, ...],
+                   route: "Route" = routing.candidates) -> list[routing.Candidate]:
+    """The model's candidates (`route`: chat or embedding ones), then each fallback model's, in
+    order: each model under the key's IAM rules and the project's mode (a fallback they refuse
+    is left out). When none can serve, the first model's refusal is the answer."""
     first_refusal: GatewayError | None = None
     try:
-        candidates = routing.candidates(snapshot, model)
+        candidates = route(snapshot, model)
     except GatewayError as refusal:
         candidates, first_refusal = [], refusal
     for fallback in fallbacks:
         if fallback == model:
             continue
         try:
-            extra = routing.candidates(snapshot, fallback)
+            extra = route(snapshot, fallback)
         except GatewayError:
             continue
         candidates += [c for c in extra if c not in candidates]

@@ -18,7 +18,9 @@ from urllib.parse import quote
 import orjson
 
 from gateway import chat, http, routing
+from gateway.content import Capture
 from gateway.errors import GatewayError
+from gateway.snapshot import KeySnapshot
 from gateway.tokens import Usage, clean_count
 from gateway.upstream import read_json
 from gateway.validation import bad_param, check_model
@@ -120,10 +122,16 @@ async def handle(exchange: chat.Exchange, raw: bytes, send: http.Send, on_stream
     except orjson.JSONDecodeError as e:
         raise GatewayError(400, f"The request body is not valid JSON: {e}", "invalid_request_error") from None
     validate(body)
+    fallbacks = chat.fallback_models(body.pop("models", None))  # the gateway's own field: never sent on
+    if exchange.snapshot.log_content:
+        exchange.content = Capture("embeddings", body)
     exchange.requested_model = body["model"]
     exchange.user = body.get("user") or ""
     exchange.prompt_estimate = _estimate(body)
-    candidates = await chat.admit(exchange, raw, body, send, reload, routing.embedding_candidates)
+    def route(snapshot: KeySnapshot, model: str) -> list[routing.Candidate]:
+        return chat.with_fallbacks(snapshot, model, fallbacks, routing.embedding_candidates)
+
+    candidates = await chat.admit(exchange, raw, body, send, reload, route)
     if candidates is None:
         return  # answered from the cache
     data, usage = await _call(exchange, candidates, body)
@@ -134,6 +142,8 @@ async def handle(exchange: chat.Exchange, raw: bytes, send: http.Send, on_stream
     billed = exchange.usage.prompt_tokens
     data["usage"] = {"prompt_tokens": billed, "total_tokens": billed, "cost": float(exchange.cost.total)}
     payload = orjson.dumps(data)
+    if exchange.content is not None:
+        exchange.content.answered(data)
     await chat.conclude(exchange)  # recorded before the answer goes out
     exchange.response_started = exchange.finished = True
     await http.send_json(send, 200, payload, chat.response_headers(exchange))

@@ -53,6 +53,11 @@ EFFORTS = ((2048, "low"), (16384, "medium"))
 CLAUDE_ONLY = ("top_k", "container", "mcp_servers", "context_management", "service_tier")
 # Headers of the client's passed on to Claude (the API version and beta features it asks for).
 PASSED_HEADERS = ("anthropic-version", "anthropic-beta")
+# Server tools Anthropic bills per use on top of tokens (web search per search, code execution
+# per container hour): refused until the gateway prices them, as chat refuses
+# web_search_options. Other server tools (web fetch) and client tools cost tokens only.
+PER_USE_TOOLS = ("web_search_", "code_execution_")
+CACHE_TTLS = ("5m",)  # one-hour cache writes cost more than the gateway bills a cache write
 
 
 def error_body(error: GatewayError) -> dict[str, Any]:
@@ -92,6 +97,34 @@ def validate(body: Any, *, counting: bool = False) -> None:
         raise bad_param("tools", "must be a list of tools")
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise bad_param("stream", "must be true or false")
+    _check_priced(body)
+
+
+def _check_priced(body: dict[str, Any]) -> None:
+    """What Anthropic bills beyond the prices the gateway reserves and bills, refused by name:
+    a server tool billed per use, a one-hour cache write."""
+    for k, tool in enumerate(as_list(body.get("tools"))):
+        if isinstance(tool, dict) and str(tool.get("type") or "").startswith(PER_USE_TOOLS):
+            raise bad_param(f"tools[{k}]", f"the server tool {tool['type']} is billed per use at rates this gateway "
+                                           "cannot price yet")
+    for param, holder in _cache_holders(body):
+        ttl = as_dict(holder.get("cache_control")).get("ttl")
+        if ttl is not None and ttl not in CACHE_TTLS:
+            raise bad_param(f"{param}.cache_control.ttl", 'must be "5m": one-hour cache writes are not priced by this '
+                                                          "gateway yet")
+
+
+def _cache_holders(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every block that may carry a cache_control, with where it is (tools, system, messages)."""
+    holders = [(f"tools[{k}]", t) for k, t in enumerate(as_list(body.get("tools"))) if isinstance(t, dict)]
+    holders += [(f"system[{k}]", b) for k, b in enumerate(as_list(body.get("system"))) if isinstance(b, dict)]
+    for i, message in enumerate(as_list(body.get("messages"))):
+        for j, block in enumerate(as_list(as_dict(message).get("content"))):
+            if isinstance(block, dict):
+                holders.append((f"messages[{i}].content[{j}]", block))
+                holders += [(f"messages[{i}].content[{j}].content[{n}]", inner)
+                            for n, inner in enumerate(as_list(block.get("content"))) if isinstance(inner, dict)]
+    return holders
 
 
 class Untranslatable(Exception):
@@ -191,6 +224,9 @@ class ChatRequest:
             return {"type": "image_url", "image_url": {"url": f"data:{source.get('media_type')};base64,{source['data']}"}}
         if source.get("type") == "url" and isinstance(source.get("url"), str):
             return {"type": "image_url", "image_url": {"url": source["url"]}}
+        if not isinstance(source.get("type"), str):
+            raise bad_param(f"{param}.source", 'an image needs its source: {"type": "base64", "media_type", "data"} or '
+                                               '{"type": "url", "url"}')
         self.note(f"{param}.source", f"an image source of type {source.get('type')}")
         return {"type": "file", "file": {}}  # weighs as a document in the bound
 
@@ -248,8 +284,10 @@ class ChatRequest:
         out = []
         for k, tool in enumerate(as_list(tools)):
             tool = as_dict(tool)
-            if tool.get("type") not in (None, "custom") or "input_schema" not in tool:
-                self.note(f"tools[{k}]", f"the server tool {tool.get('type') or tool.get('name')}")
+            if tool.get("type") in (None, "custom") and not isinstance(tool.get("input_schema"), dict):
+                raise bad_param(f"tools[{k}].input_schema", "a tool needs its input_schema (a JSON schema object)")
+            if tool.get("type") not in (None, "custom"):
+                self.note(f"tools[{k}]", f"the server tool {tool.get('type')}")
                 continue
             function = {"name": tool.get("name"), "parameters": tool["input_schema"]}
             if isinstance(tool.get("description"), str):

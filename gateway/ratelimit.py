@@ -48,6 +48,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.storage.base import SlidingWindowCounterSupport
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
+from core import metrics
 from gateway.errors import GatewayError
 from gateway.pricing import choices, requested_output
 from gateway.snapshot import KeySnapshot
@@ -182,8 +183,10 @@ class RateLimiter:
         else:
             message = (f"This request counts {tokens} tokens (its prompt at 4 bytes a token plus its output cap), "
                        f"more than this API key's limit of {tpm} tokens per minute; shorten it or lower its max_tokens.")
+            metrics.RATE_LIMITED.labels("tpm").inc()
             return _rate_limited(message, WINDOW, headers)
         retry = max(1, math.ceil(wait))
+        metrics.RATE_LIMITED.labels("rpm" if refused == "requests" else "tpm").inc()
         return _rate_limited(f"{reached}; retry in {retry} s.", retry, headers)
 
     def settle(self, admitted: "Admitted | None", used: int) -> None:

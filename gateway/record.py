@@ -3,11 +3,11 @@ the Celery boundary (JSON, one list per batch). Pure: it imports no app.
 
 Its fields are the UsageLog table's columns (tests/usage/test_record.py holds them equal),
 plus two the ingestion needs and the table does not keep: `organization_id` (whose credits
-pay) and `paid_with_credits`. Money is a decimal string of USD, times ISO 8601 in UTC,
+pay) and `paid_with_credits`, and `content`, kept in a table of its own (usage.LogContent). Money is a decimal string of USD, times ISO 8601 in UTC,
 durations whole milliseconds.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,10 @@ class UsageRecord:
     priced: bool = True  # False: the model's price is unknown and the request cost 0
     endpoint: str = "chat.completions"  # chat.completions | messages | responses | embeddings
     user: str = ""  # the request's `user` (the client's end-user id)
+    # What was asked and answered, for a project that keeps it (gateway/content.py):
+    # {"request": …, "response": … | None, "truncated": bool}; None otherwise. Stored apart
+    # from the log row (usage.LogContent).
+    content: dict[str, Any] | None = field(default=None, hash=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UsageRecord":
@@ -73,4 +77,4 @@ USAGE_GROUP = "ingest"
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 # Kept by ingestion but not columns of the usage log.
-NOT_STORED: frozenset[str] = frozenset({"organization_id", "paid_with_credits"})
+NOT_STORED: frozenset[str] = frozenset({"organization_id", "paid_with_credits", "content"})

@@ -36,6 +36,10 @@ from gateway.wire.parts import as_dict, as_list, load_event
 # Request fields that need OpenAI's stored state: a model reached through chat completions
 # has none of it.
 STATEFUL = ("previous_response_id", "conversation", "prompt")
+# Built-in tools OpenAI bills per call on top of tokens: refused until the gateway prices them,
+# as chat refuses web_search_options. The others (MCP, computer use, shell, custom) cost tokens.
+PER_CALL_TOOLS = ("web_search", "web_search_preview", "web_search_preview_2025_03_11", "file_search", "code_interpreter",
+                  "image_generation")
 # Fields echoed on a translated Response as the request gave them (or their default).
 ECHOED: dict[str, Any] = {"instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
           "temperature": None, "tool_choice": "auto", "tools": [], "top_p": None, "user": None}
@@ -63,8 +67,29 @@ def validate(body: Any) -> None:
         raise bad_param("max_output_tokens", "must be a positive integer")
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise bad_param("tools", "must be a list of tools")
+    for k, tool in enumerate(body.get("tools") or ()):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise bad_param(f"tools[{k}].type", "every tool needs its type (function, or a built-in tool)")
+        if tool["type"] in PER_CALL_TOOLS:
+            raise bad_param(f"tools[{k}]", f"the built-in tool {tool['type']} is billed per call at rates this gateway "
+                                           "cannot price yet")
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise bad_param("stream", "must be true or false")
+    if body.get("service_tier") not in (None, "auto", "default"):
+        raise bad_param("service_tier", "only 'auto' or 'default' is supported: other tiers are priced differently")
+    _check_items(value)
+
+
+def _check_items(value: Any) -> None:
+    """Each input item's content: a string or a list of typed parts; an output a string or parts."""
+    for i, item in enumerate(value if isinstance(value, list) else ()):
+        content = item.get("content", "") if item.get("type", "message") == "message" else item.get("output", "")
+        name = "content" if item.get("type", "message") == "message" else "output"
+        if item.get("type", "message") not in ("message", "function_call_output"):
+            continue
+        if not isinstance(content, (str, list)) or (isinstance(content, list) and not all(
+                isinstance(p, dict) and isinstance(p.get("type"), str) for p in content)):
+            raise bad_param(f"input[{i}].{name}", "must be a string or a list of typed parts")
 
 
 class ChatRequest:

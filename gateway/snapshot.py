@@ -70,6 +70,7 @@ class KeySnapshot:
     token_expires_at: datetime | None = None  # the presented token was rolled: it stops working then
     rate_limit_rpm: int | None = None  # requests per minute
     rate_limit_tpm: int | None = None  # tokens per minute
+    log_content: bool = False  # keep the request's messages and answer with its usage record (gateway/content.py)
 
     @property
     def limit_nanos(self) -> int | None:
@@ -134,4 +135,5 @@ def snapshot_of(
         token_expires_at=token_expires_at,
         rate_limit_rpm=key.rate_limit_rpm if key else None,
         rate_limit_tpm=key.rate_limit_tpm if key else None,
+        log_content=bool(getattr(project, "log_content", False)),
     )

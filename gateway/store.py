@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from django.conf import settings
 
-from core import events
+from core import events, metrics
 from core.redis import async_client, sync_client
 from gateway.record import USAGE_STREAM
 
@@ -366,10 +366,13 @@ class RedisStore:
         except Exception:
             self._unsettled.append((keys, args))
             raise
+        if record:
+            metrics.USAGE_QUEUED.inc()
 
     async def record(self, record: bytes) -> None:
         """A usage record with nothing to settle (a refusal, a cache hit), onto the stream."""
         await self._pipeliner().run(_RECORD, [USAGE_STREAM], [record.decode()])
+        metrics.USAGE_QUEUED.inc()
 
     async def renew(self, holds: list[str]) -> None:
         """Pushes these holds' expiry GATEWAY_HOLD_SECONDS ahead (those already expired stay
@@ -404,6 +407,8 @@ class RedisStore:
         results = await asyncio.gather(*(self._pipeliner().run(_SETTLE, keys, args) for keys, args in backlog),
                                        return_exceptions=True)
         self._unsettled.extend(item for item, result in zip(backlog, results, strict=True) if isinstance(result, BaseException))
+        metrics.USAGE_QUEUED.inc(sum(1 for (_, args), result in zip(backlog, results, strict=True)
+                                     if args[6] and not isinstance(result, BaseException)))
 
 
 def sweep_expired_holds() -> int:

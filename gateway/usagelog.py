@@ -13,11 +13,13 @@ of that last moment (README, Reliability).
 
 import asyncio
 import logging
+import time
 
 from asgiref.sync import sync_to_async
 from celery import current_app as celery_app
 from django.conf import settings
 
+from core import metrics
 from usage import services as usage_services
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class UsagePipeline:
 
     def __init__(self) -> None:
         self.pending: list[bytes] = []
+        self.queued_at: list[float] = []  # when each pending record came (monotonic), for /metrics
         self.dirty = False
         self.stored = 0
         self.dropped = 0
@@ -40,9 +43,12 @@ class UsagePipeline:
     def sink(self, record: bytes) -> None:
         if len(self.pending) >= MAX_BUFFERED:
             self.dropped += 1
+            metrics.USAGE_DROPPED.labels("buffer_full").inc()
             log.error("usage records waiting for the database exceed %d; dropping one", MAX_BUFFERED)
             return
         self.pending.append(record)
+        self.queued_at.append(time.monotonic())
+        metrics.USAGE_QUEUED.inc()
 
     def written(self) -> None:
         self.dirty = True
@@ -63,7 +69,13 @@ class UsagePipeline:
                 log.warning("could not store %d usage records now; retrying", len(batch), exc_info=True)
                 return
             del self.pending[: len(batch)]
+            del self.queued_at[: len(batch)]
             self.stored += len(batch)
+
+    def backlog(self) -> tuple[float, float]:
+        """(records waiting here, seconds since the oldest came): /metrics on the embedded defaults."""
+        oldest = self.queued_at[0] if self.queued_at else None
+        return float(len(self.pending)), 0.0 if oldest is None else time.monotonic() - oldest
 
     async def run(self) -> None:
         while True:

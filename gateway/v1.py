@@ -5,13 +5,14 @@ import asyncio
 import functools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
 
-from core import events, periods
+from core import events, logs, periods
 from core.hashing import sha256_hex
 from core.ids import random_string
 from core.money import format_money
@@ -138,6 +139,18 @@ ENDPOINTS: dict[str, Callable[[http.Scope], tuple[str, Handler, chat.ChatApi]]] 
 }
 
 
+def _log_request(exchange: chat.Exchange) -> None:
+    """One DEBUG line per request, as it ends: what was asked of whom and how it went, never
+    what was said (the request's ids come with the line)."""
+    provider, model, _ = exchange.served_by()
+    duration_ms = int((time.monotonic() - exchange.started) * 1000)
+    log.debug("%s %s -> %s/%s: %d in %d ms", exchange.endpoint, exchange.requested_model or "-", provider or "-",
+              model or "-", exchange.status, duration_ms,
+              extra={"endpoint": exchange.endpoint, "status": exchange.status, "requested_model": exchange.requested_model,
+                     "provider": provider, "model": model, "streamed": exchange.stream, "cached": exchange.cached_entry is not None,
+                     "duration_ms": duration_ms, "canceled": exchange.canceled})
+
+
 class GatewayApp:
     def __init__(self) -> None:
         self.snapshots = SnapshotCache()
@@ -205,6 +218,7 @@ class GatewayApp:
         request_id = http.header(scope, b"x-request-id") or ""
         if not REQUEST_ID.match(request_id):
             request_id = "req_" + random_string(20)
+        logs.start(request_id=request_id)  # on every line this request logs, and its tasks
         headers = {"x-request-id": request_id}
         shape = messages.error_body if path.startswith("/v1/messages") else GatewayError.body
         try:
@@ -259,6 +273,8 @@ class GatewayApp:
             await self.bad_keys.failed(address)
             if not key:
                 raise GatewayError(401, "Missing API key: send 'Authorization: Bearer <key>'.", "invalid_api_key")
+        else:  # on every line this request logs from here on
+            logs.bind(organization_id=snapshot.org_id, project_id=snapshot.project_id, api_key_id=snapshot.key_id)
         return snapshot
 
     async def _reload(self, scope: http.Scope) -> KeySnapshot | None:
@@ -315,6 +331,8 @@ class GatewayApp:
                 watcher.cancel()
             self.inflight.get(snapshot.project_id, set()).discard(entry)
             await asyncio.shield(chat.conclude(exchange))  # once: an answer that went out whole was concluded
+            if log.isEnabledFor(logging.DEBUG):
+                _log_request(exchange)
 
     async def _canceled(self, exchange: chat.Exchange, send: http.Send) -> None:
         if exchange.cancel_reason == "client":

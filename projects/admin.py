@@ -88,12 +88,12 @@ class OrganizationAdmin(ServiceAdmin):
 @admin.register(Project)
 class ProjectAdmin(ServiceAdmin):
     list_display = ["name", "id", "organization", "mode", "caching_enabled", "cache_duration_seconds", "status", "created_at"]
-    list_filter = ["mode", "status", "caching_enabled", "created_at"]
+    list_filter = ["mode", "status", "caching_enabled", "log_content", "created_at"]
     search_fields = ["name", "id", "organization__name", "organization__id"]
     readonly_fields = ["id", "created_at", "updated_at"]
     list_select_related = ["organization"]
     raw_id_fields = ["organization"]
-    FIELDS = ("name", "mode", "caching_enabled", "cache_duration_seconds", "status")
+    FIELDS = ("name", "mode", "caching_enabled", "cache_duration_seconds", "log_content", "content_retention_days", "status")
 
     def get_readonly_fields(self, request, obj=None):
         # A project stays in its organization; a new one starts active (the limit counts it).

@@ -99,7 +99,22 @@ class ProjectCachingForm(forms.Form):
         cast(forms.TypedChoiceField, self.fields["cache_duration_seconds"]).choices = duration_choices(current_duration)
 
 
-class ProjectSettingsForm(ProjectNameForm, ProjectModeForm, ProjectCachingForm):
+class ProjectContentForm(forms.Form):
+    log_content = forms.BooleanField(required=False, label="Keep request content")
+    content_retention_days = forms.IntegerField(
+        required=False, min_value=Project.MIN_RETENTION_DAYS, max_value=Project.MAX_RETENTION_DAYS,
+        label="Keep content for (days)",
+        help_text=f"From {Project.MIN_RETENTION_DAYS} to {Project.MAX_RETENTION_DAYS} days; older content is deleted.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("content_retention_days") is None:
+            cleaned.pop("content_retention_days", None)  # left empty: unchanged
+        return cleaned
+
+
+class ProjectSettingsForm(ProjectNameForm, ProjectModeForm, ProjectCachingForm, ProjectContentForm):
     pass
 
 

@@ -151,6 +151,8 @@ class Project(models.Model):
 
     MIN_CACHE_SECONDS = 10
     MAX_CACHE_SECONDS = 31_536_000  # one year
+    MIN_RETENTION_DAYS = 1
+    MAX_RETENTION_DAYS = 3650  # ten years
 
     id = PrefixedIdField(prefix="proj")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="projects")
@@ -160,6 +162,10 @@ class Project(models.Model):
     cache_duration_seconds = models.PositiveIntegerField(default=60)
     # Part of every response cache key: bumping it makes all stored answers unreachable.
     cache_version = models.PositiveIntegerField(default=1, editable=False)
+    # Keep each request's messages and answer with its usage log (usage.LogContent), for
+    # content_retention_days; off by default: the gateway then computes none of it.
+    log_content = models.BooleanField(default=False)
+    content_retention_days = models.PositiveIntegerField(default=30)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

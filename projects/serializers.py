@@ -70,6 +70,9 @@ class ProjectOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=Project.Status.choices)
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
+    # Issue 17, after the guide's shape: request content kept with the logs.
+    logContent = serializers.BooleanField(source="log_content", help_text="keeps each request's messages and answer with its log")
+    contentRetentionDays = serializers.IntegerField(source="content_retention_days")
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -108,6 +111,11 @@ class ProjectIn(StrictSerializer):
         source="cache_duration_seconds", default=60,
         min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS,
     )
+    logContent = serializers.BooleanField(source="log_content", default=False)
+    contentRetentionDays = serializers.IntegerField(
+        source="content_retention_days", default=30,
+        min_value=Project.MIN_RETENTION_DAYS, max_value=Project.MAX_RETENTION_DAYS,
+    )
 
 
 class ProjectPatchIn(StrictSerializer):
@@ -117,5 +125,10 @@ class ProjectPatchIn(StrictSerializer):
     cacheDurationSeconds = serializers.IntegerField(
         source="cache_duration_seconds", required=False,
         min_value=Project.MIN_CACHE_SECONDS, max_value=Project.MAX_CACHE_SECONDS,
+    )
+    logContent = serializers.BooleanField(source="log_content", required=False)
+    contentRetentionDays = serializers.IntegerField(
+        source="content_retention_days", required=False,
+        min_value=Project.MIN_RETENTION_DAYS, max_value=Project.MAX_RETENTION_DAYS,
     )
     status = serializers.ChoiceField(choices=Project.Status.choices, required=False)

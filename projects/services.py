@@ -298,6 +298,17 @@ def _check_cache_duration(seconds) -> int:
     return seconds
 
 
+def _check_retention_days(days) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not (
+        Project.MIN_RETENTION_DAYS <= days <= Project.MAX_RETENTION_DAYS
+    ):
+        raise ValidationFailed.field(
+            "content_retention_days",
+            f"must be a whole number of days from {Project.MIN_RETENTION_DAYS} to {Project.MAX_RETENTION_DAYS}",
+        )
+    return days
+
+
 def _check_project_limit(organization: Organization) -> None:
     """Raises when the organization has no room for one more active project.
 
@@ -324,6 +335,8 @@ def project_create(
     mode: str = Project.Mode.HYBRID,
     caching_enabled: bool = False,
     cache_duration_seconds: int = 60,
+    log_content: bool = False,
+    content_retention_days: int = 30,
 ) -> Project:
     project = Project(
         organization=organization,
@@ -331,6 +344,8 @@ def project_create(
         mode=_check_mode(mode),
         caching_enabled=bool(caching_enabled),
         cache_duration_seconds=_check_cache_duration(cache_duration_seconds),
+        log_content=bool(log_content),
+        content_retention_days=_check_retention_days(content_retention_days),
     )
     _check_project_limit(_lock(organization))
     project.save()
@@ -342,12 +357,15 @@ _PROJECT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "mode": _check_mode,
     "caching_enabled": bool,
     "cache_duration_seconds": _check_cache_duration,
+    "log_content": bool,
+    "content_retention_days": _check_retention_days,
 }
 
 
 @transaction.atomic
 def project_update(*, project: Project, **changes) -> Project:
-    """Changes any of name, mode, caching_enabled, cache_duration_seconds, status."""
+    """Changes any of name, mode, caching_enabled, cache_duration_seconds, log_content,
+    content_retention_days, status."""
     unknown = set(changes) - set(_PROJECT_CHECKS) - {"status"}
     if unknown:
         raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
@@ -377,4 +395,8 @@ def project_delete(*, project: Project) -> None:
     # its rows go with the project) or fails after and is retried without them.
     Project.objects.select_for_update().filter(pk=project.pk).first()
     events.project_deleted(project.pk, project.organization_id)
+    # The logs' kept content, then the logs, each in one statement: the ORM's cascade would
+    # load every log row first (a LogContent refers to its log), millions for a busy project.
+    project.log_contents.all().delete()
+    project.usage_logs.all()._raw_delete(project.usage_logs.db)
     project.delete()

@@ -372,6 +372,7 @@ def _settings_context(context: dict, form=None, delete_form=None) -> dict:
             initial={
                 "name": project.name, "mode": project.mode, "caching_enabled": project.caching_enabled,
                 "cache_duration_seconds": str(project.cache_duration_seconds),
+                "log_content": project.log_content, "content_retention_days": project.content_retention_days,
             },
             current_duration=project.cache_duration_seconds,
         )

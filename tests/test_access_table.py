@@ -12,7 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from apikeys import services as key_services
 from projects import services as project_services
 from usage import services as usage_services
-from usage.models import UsageLog
+from usage.models import LogContent, UsageLog
 
 METHODS = ["get", "post", "put", "patch", "delete"]
 
@@ -83,7 +83,8 @@ def world(org, project, api_key, owner):
     alert = usage_services.alert_create(organization=org, threshold_usd="10")
     _, invitation = project_services.member_invite(organization=org, email="invitee@example.com", role="developer",
                                                    actor=None, accept_url="http://testserver/invitations/{token}/")
-    UsageLog.objects.create(request_id="req-1", project=project, api_key_id=api_key.id, created_at=project.created_at)
+    log = UsageLog.objects.create(request_id="req-1", project=project, api_key_id=api_key.id, created_at=project.created_at)
+    LogContent.objects.create(log=log, project=project, created_at=log.created_at, request='{"messages": []}')
     return {
         "organization_id": org.id,
         "project_id": project.id,
@@ -93,6 +94,7 @@ def world(org, project, api_key, owner):
         "provider_key_id": provider_key.id,
         "alert_id": alert.id,
         "invitation_id": invitation.id,
+        "log_id": log.id,
     }
 
 

@@ -98,7 +98,8 @@ def test_adding_a_project_in_the_admin_keeps_the_organizations_project_limit(adm
     org.project_limit = 1
     org.save()
     services.project_create(organization=org, name="The one allowed")
-    form = {"name": "One too many", "organization": org.pk, "mode": "hybrid", "cache_duration_seconds": "60"}
+    form = {"name": "One too many", "organization": org.pk, "mode": "hybrid", "cache_duration_seconds": "60",
+            "content_retention_days": "30"}
 
     response = admin_client.post("/admin/projects/project/add/", form, follow=True)
 
@@ -108,13 +109,14 @@ def test_adding_a_project_in_the_admin_keeps_the_organizations_project_limit(adm
 
 def test_a_project_added_in_the_admin_is_made_by_the_service(admin_client, org):
     form = {"name": "From support", "organization": org.pk, "mode": "credits", "cache_duration_seconds": "300",
-            "caching_enabled": "on"}
+            "caching_enabled": "on", "log_content": "on", "content_retention_days": "7"}
 
     response = admin_client.post("/admin/projects/project/add/", form)
 
     assert response.status_code == 302
     project = Project.objects.get(name="From support")
     assert (project.mode, project.caching_enabled, project.cache_duration_seconds) == ("credits", True, 300)
+    assert (project.log_content, project.content_retention_days) == (True, 7)
 
 
 def test_a_spend_alert_added_in_the_admin_is_validated_by_the_service(admin_client, org):

@@ -10,6 +10,7 @@ from projects.models import Membership
 from tests.conftest import make_person
 from tests.test_access_table import ALL_ROUTES, CASE_IDS, CASES, OWN_ONLY, _fill, request_for
 from usage import services as usage_services
+from usage.models import LogContent, UsageLog
 
 D, A, OWN = "developer", "admin", "owner"
 # The least role each route and method needs (docs/api.md, "Roles": developers read and manage
@@ -50,6 +51,7 @@ NEEDS = {
     ("patch", "/api/v1/provider-keys/<str:key_id>"): A,
     ("delete", "/api/v1/provider-keys/<str:key_id>"): A,
     ("get", "/api/v1/logs"): D,
+    ("get", "/api/v1/logs/<str:log_id>"): D,  # with the request's content: members only, developers included
     ("get", "/api/v1/usage"): D,
 }
 # Bodies a permitted caller's request succeeds with (validation is not what this tests).
@@ -83,10 +85,12 @@ def role_world(org, project, api_key, owner, admin, developer, outsider):
     alert = usage_services.alert_create(organization=org, threshold_usd="10")
     _, invitation = project_services.member_invite(organization=org, email="invitee@example.com", role="developer",
                                                    actor=None, accept_url="http://testserver/invitations/{token}/")
+    log = UsageLog.objects.create(request_id="req-1", project=project, api_key_id=api_key.id, created_at=project.created_at)
+    LogContent.objects.create(log=log, project=project, created_at=log.created_at, request='{"messages": []}')
     ids = {
         "organization_id": org.id, "project_id": project.id, "user_id": teammate.user.id, "api_key_id": api_key.id,
         "rule_id": rule.id, "provider_key_id": provider_key.id, "alert_id": alert.id,
-        "invitation_id": invitation.id,
+        "invitation_id": invitation.id, "log_id": log.id,
     }
     people = {"owner": owner.api, "admin": admin.api, "developer": developer.api, "outsider": outsider.api}
     return ids, people

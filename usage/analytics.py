@@ -2,16 +2,18 @@
 domain function, `usage_summary`, for the REST API (GET /api/v1/usage) and the dashboard
 (a project's overview, an organization's usage page, an API key's usage panel)."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db import connection
+from django.db.models import Aggregate, Count, F, FloatField, Q, QuerySet, Sum, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core.money import format_money
 from projects.models import Organization, Project
-from usage.models import DailyUsage
+from usage.models import DailyUsage, UsageLog
 from usage.rollups import empty_histogram, percentile
 
 # groupBy (the API's name) → the rollup column a group is keyed by.
@@ -134,3 +136,87 @@ def spend_since(*, organization_id: str, project_id: str | None, since) -> Decim
     if project_id:
         rows = rows.filter(project_id=project_id)
     return sum((r for r in rows.values_list("cost", flat=True)), Decimal(0))
+
+
+# --- the last hour and day per provider, from the log itself (the rollups are per day) -----------
+
+PERCENTILES = (0.5, 0.95)
+# Metric name → the log's column, in milliseconds (time to first token is null when nothing was sent).
+TIMINGS = {"Duration": "duration", "TimeToFirstToken": "time_to_first_token"}
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's percentile_cont: the value at `fraction` of the ordered non-null values,
+    interpolated between the two nearest ranks."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: str, fraction: float, **extra: Any) -> None:
+        super().__init__(expression, fraction=repr(float(fraction)), **extra)
+
+
+def _interpolated(ranked: dict[int, float], count: int, fraction: float) -> int | None:
+    """percentile_cont from the values at the two ranks around fraction × (count - 1)."""
+    if not count:
+        return None
+    position = fraction * (count - 1)
+    low = int(position)
+    below = ranked.get(low)
+    if below is None:
+        return None
+    above = ranked.get(low + 1, below)
+    return round(below + (position - low) * (above - below))
+
+
+def _ranked_percentiles(logs: QuerySet[UsageLog], column: str) -> dict[str, dict[float, int | None]]:
+    """Per provider, the PERCENTILES of `column`, for databases without percentile_cont
+    (SQLite): window functions number each provider's values in order, and only the rows at
+    the ranks interpolation needs come back (four a provider), never the log itself."""
+    ranked = (logs.filter(**{f"{column}__isnull": False}).order_by()
+              .annotate(metric_value=F(column),
+                        metric_rank=Window(RowNumber(), partition_by=[F("used_provider")], order_by=F(column).asc()),
+                        metric_count=Window(Count("pk"), partition_by=[F("used_provider")]))
+              .values_list("used_provider", "metric_value", "metric_rank", "metric_count"))
+    sql, params = ranked.query.sql_with_params()
+    wanted = ", ".join(f"CAST((metric_count - 1) * {p!r} AS INTEGER){extra}" for p in PERCENTILES for extra in ("", " + 1"))
+    values: dict[str, dict[int, float]] = {}
+    sizes: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT used_provider, metric_value, metric_rank, metric_count FROM ({sql}) ranked "
+                       f"WHERE metric_rank - 1 IN ({wanted})", params)
+        for provider, value, rank, size in cursor.fetchall():
+            values.setdefault(provider, {})[rank - 1] = float(value)
+            sizes[provider] = size
+    return {provider: {p: _interpolated(values[provider], sizes[provider], p) for p in PERCENTILES} for provider in values}
+
+
+def provider_metrics(*, organization: Organization, since: datetime) -> list[dict[str, Any]]:
+    """Every project of the organization together, per provider (`""`: refused before one
+    was reached) since `since`: requests, errors, errorRate and the p50/p95 of the duration
+    and of the time to first token (milliseconds, None when there is none), most requests
+    first. Read from the usage log, as the usage API, and aggregated by the database:
+    PostgreSQL's percentile_cont, or window functions elsewhere (_ranked_percentiles)."""
+    project_ids = list(Project.objects.filter(organization=organization).values_list("pk", flat=True))
+    logs = UsageLog.objects.filter(project_id__in=project_ids, created_at__gte=since)
+    sums: dict[str, Any] = {"requests": Count("pk"), "errors": Count("pk", filter=Q(has_error=True))}
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        for name, column in TIMINGS.items():
+            for p in PERCENTILES:
+                sums[f"p{round(p * 100)}{name}"] = PercentileCont(column, p)
+    rows: list[dict[str, Any]] = [dict(r) for r in logs.values("used_provider").annotate(**sums).order_by()]
+    if not postgres and rows:
+        for name, column in TIMINGS.items():
+            percentiles = _ranked_percentiles(logs, column)
+            for row in rows:
+                for p in PERCENTILES:
+                    row[f"p{round(p * 100)}{name}"] = percentiles.get(row["used_provider"], {}).get(p)
+    out = []
+    for row in rows:
+        provider = row.pop("used_provider")
+        timings = {k: None if v is None else round(v) for k, v in row.items() if k.startswith("p")}
+        out.append({"provider": provider, "requests": row["requests"], "errors": row["errors"],
+                    "errorRate": _rate(row["errors"], row["requests"]), **timings})
+    return sorted(out, key=lambda r: (-r["requests"], r["provider"]))

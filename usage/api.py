@@ -16,7 +16,7 @@ from projects import access
 from projects.models import Membership
 from usage import export, selectors, services
 from usage.analytics import usage_summary
-from usage.serializers import AlertIn, AlertOut, LogQuery, TransactionOut, UsageLogOut, UsageQuery
+from usage.serializers import AlertIn, AlertOut, LogQuery, TransactionOut, UsageLogDetailOut, UsageLogOut, UsageQuery
 
 Role = Membership.Role
 
@@ -94,6 +94,15 @@ class LogListView(APIView):
         response = super().finalize_response(request, response, *args, **kwargs)
         patch_vary_headers(response, ["Accept"])  # JSON or CSV, by the same URL
         return response
+
+
+class LogDetailView(APIView):
+    @extend_schema(responses={200: envelope("log", UsageLogDetailOut())})
+    def get(self, request, log_id):
+        """One log with `content`: what the request asked and what it got, when its project keeps
+        request content (`logContent`), else null. The list (GET /logs) never carries content."""
+        log = selectors.log_for(request.user, log_id)
+        return Response({"log": UsageLogDetailOut(log, context={"content": selectors.log_content(log)}).data})
 
 
 class UsageView(APIView):

@@ -68,6 +68,28 @@ class UsageLog(models.Model):
         return f"{self.request_id} {self.used_model} {self.status_code}"
 
 
+class LogContent(models.Model):
+    """What a logged request asked and got, for projects that keep it (Project.log_content):
+    the request's messages (or input) and the answer, as JSON text, pictures and files
+    replaced by references (type, size, SHA-256) and capped in size (gateway/content.py).
+    Deleted with its log and its project, and after the project's content_retention_days
+    (usage.tasks.expire_log_content)."""
+
+    log = models.OneToOneField(UsageLog, on_delete=models.CASCADE, primary_key=True, related_name="content")
+    # Indexed by the (project, created_at) index below, which the retention task reads.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="log_contents", db_index=False)
+    created_at = models.DateTimeField()  # the log's
+    request = models.TextField(help_text="JSON: the request's messages, system prompt, tools or input")
+    response = models.TextField(blank=True, help_text="JSON: the answer; empty when none came")
+    truncated = models.BooleanField(default=False)  # something was cut to fit the size cap
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "created_at"], name="content_project_time")]
+
+    def __str__(self) -> str:
+        return f"content of {self.log_id}"
+
+
 class CreditTransaction(models.Model):
     """The credits ledger: every change of an organization's balance, newest last."""
 

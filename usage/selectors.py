@@ -1,11 +1,14 @@
 """Reads of the usage log shared by the REST API, the dashboard and its CSV export."""
 
 from datetime import datetime
+from typing import Any
 
+import orjson
 from django.db.models import Q, QuerySet
 
-from projects.models import Organization, Project
-from usage.models import UsageLog
+from projects import access
+from projects.models import Organization, Project, User
+from usage.models import LogContent, UsageLog
 
 
 def logs_matching(
@@ -48,3 +51,19 @@ def logs_matching(
     if until is not None:
         logs = logs.filter(created_at__lt=until)
     return logs
+
+
+def log_for(user: User, log_id: str) -> UsageLog:
+    """A log of a project of one of the user's organizations (NotFound otherwise)."""
+    return access.scoped_get(UsageLog.objects.select_related("project__organization"), user, log_id,
+                             org_path="project__organization", what="log")
+
+
+def log_content(log: UsageLog) -> dict[str, Any] | None:
+    """What the request asked and got, {"request", "response", "truncated"}, or None when its
+    project did not keep it (or no longer does: contentRetentionDays)."""
+    row = LogContent.objects.filter(log_id=log.pk).first()
+    if row is None:
+        return None
+    return {"request": orjson.loads(row.request), "response": orjson.loads(row.response) if row.response else None,
+            "truncated": row.truncated}

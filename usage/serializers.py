@@ -1,5 +1,6 @@
 """JSON shapes of usage logs, the credits ledger and spending alerts (docs/api.md)."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.rest import MoneyField, PageQuery, StrictSerializer
@@ -39,6 +40,24 @@ class UsageLogOut(serializers.Serializer):
     reasoningTokens = serializers.IntegerField(source="reasoning_tokens", help_text="of completionTokens")
     priced = serializers.BooleanField(help_text="false when the model's price is unknown and it was logged at 0")
     user = serializers.CharField()
+
+
+class LogContentOut(serializers.Serializer):
+    request = serializers.JSONField(help_text="the request's messages (or input), system prompt and tools, as the client wrote "
+                                              "them; pictures and files as references {type, media_type, bytes, sha256}")
+    response = serializers.JSONField(allow_null=True, help_text="the answer: {role, content, reasoning?, toolCalls?}; "
+                                                                "null when none came")
+    truncated = serializers.BooleanField(help_text="something was cut to fit the size cap (256 KB a request)")
+
+
+class UsageLogDetailOut(UsageLogOut):
+    """A log with what was asked and answered (`content`, null when the project did not keep it)."""
+
+    content = serializers.SerializerMethodField()
+
+    @extend_schema_field(LogContentOut(allow_null=True))
+    def get_content(self, log) -> dict | None:
+        return self.context.get("content")
 
 
 class TransactionOut(serializers.Serializer):

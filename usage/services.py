@@ -1,9 +1,11 @@
 """Actions on credits and spending alerts: the only code that writes them."""
 
 import dataclasses
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,7 +18,7 @@ from django.utils import timezone
 
 from apikeys import services as key_services
 from apikeys.models import ApiKey
-from core import events
+from core import events, logs, metrics
 from core.errors import ValidationFailed
 from core.money import format_money
 from core.text import each_isolated, one_line, storable
@@ -24,7 +26,7 @@ from gateway.record import FIELD_NAMES, NOT_STORED, UsageRecord
 from projects.models import Organization, Project, User
 from usage import rollups
 from usage.analytics import spend_since
-from usage.models import AlertNotice, CreditTransaction, DailyUsage, RejectedUsageRecord, SpendAlert, UsageLog
+from usage.models import AlertNotice, CreditTransaction, DailyUsage, LogContent, RejectedUsageRecord, SpendAlert, UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,39 @@ def _insert_rows(records: list[UsageRecord]) -> None:
         cursor.executemany(sql, rows)
 
 
+def _content_row(r: UsageRecord) -> LogContent | None:
+    content = r.content
+    if not isinstance(content, dict):
+        return None
+    response = content.get("response")
+    return LogContent(
+        log_id=r.id, project_id=r.project_id, created_at=r.created,
+        request=orjson.dumps(content.get("request")).decode(),
+        response="" if response is None else orjson.dumps(response).decode(),
+        truncated=bool(content.get("truncated")),
+    )
+
+
+def _insert_content(records: list[UsageRecord]) -> None:
+    """The request content of the records that carry some (projects with log_content), in
+    savepoints: content that cannot be stored is dropped, never the log row or the bill."""
+    rows = [row for r in records if r.content is not None and (row := _content_row(r)) is not None]
+    if not rows:
+        return
+    try:
+        with transaction.atomic():
+            LogContent.objects.bulk_create(rows, ignore_conflicts=True)
+        return
+    except (DataError, IntegrityError, ValueError, TypeError):
+        pass
+    for row in rows:
+        try:
+            with transaction.atomic():
+                LogContent.objects.bulk_create([row], ignore_conflicts=True)
+        except (DataError, IntegrityError, ValueError, TypeError) as e:
+            log.warning("request content of %s not kept: %s", row.log_id, e)
+
+
 def _debit_credits(organization_id: str, amount: Decimal, count: int, usage_log_id: str | None = None) -> None:
     organization = Organization.objects.select_for_update().filter(pk=organization_id).first()
     if organization is None:
@@ -154,6 +189,9 @@ def usage_ingest(*, records: list[UsageRecord]) -> int:
     live = _lock_projects({r.project_id for r in fresh})
     kept = [r for r in fresh if r.project_id in live]
     _insert_rows(kept)
+    _insert_content(kept)
+    transaction.on_commit(functools.partial(_count_stored, len(kept), len(fresh) - len(kept)))
+    transaction.on_commit(lambda: _log_stored(kept, fresh))
     rollups.add_records(kept)
 
     per_key: dict[str, Decimal] = defaultdict(Decimal)
@@ -176,6 +214,34 @@ def usage_ingest(*, records: list[UsageRecord]) -> int:
     return len(fresh)
 
 
+def _count_stored(written: int, of_deleted_projects: int) -> None:
+    metrics.USAGE_WRITTEN.inc(written)
+    if of_deleted_projects:
+        metrics.USAGE_DROPPED.labels("project_deleted").inc(of_deleted_projects)
+
+
+def _ids_of(record: UsageRecord | dict[str, Any]) -> dict[str, str]:
+    """The ids a log line about this record carries (core/logs.py)."""
+    if isinstance(record, dict):
+        return {name: str(record.get(name) or "") for name in logs.IDS}
+    return {name: str(getattr(record, name, "") or "") for name in logs.IDS}
+
+
+def _log_stored(kept: list[UsageRecord], fresh: list[UsageRecord]) -> None:
+    """Once committed: a DEBUG line per record, with its ids (to follow one request from the
+    gateway's lines to here), and an INFO line per batch."""
+    if log.isEnabledFor(logging.DEBUG):
+        live = {r.id for r in kept}
+        for r in fresh:
+            with logs.bound(**_ids_of(r)):
+                if r.id in live:
+                    log.debug("usage record %s stored", r.id, extra={"log_id": r.id})
+                else:
+                    log.debug("usage record %s billed, not stored: its project was deleted", r.id, extra={"log_id": r.id})
+    deleted = len(fresh) - len(kept)
+    log.info("%d usage records stored%s", len(kept), f", {deleted} of deleted projects billed only" if deleted else "")
+
+
 # Errors of one record's content (a bad value, a constraint): the record is set aside and the
 # rest of its batch stored. Anything else (the database away) fails the batch, to be retried.
 _RECORD_ERRORS = (DataError, IntegrityError, InvalidOperation, ValueError, TypeError, KeyError)
@@ -192,6 +258,7 @@ def _escaped(payload: bytes | str | dict[str, Any]) -> str:
 def _set_aside(payload: bytes | str | dict[str, Any], reason: str) -> None:
     log.error("usage record set aside: %s", reason)
     RejectedUsageRecord.objects.create(payload=_escaped(payload), reason=storable(one_line(reason), 500))
+    metrics.USAGE_SET_ASIDE.inc()
 
 
 def usage_ingest_payloads(payloads: Sequence[bytes | str | dict[str, Any]]) -> int:
@@ -202,21 +269,24 @@ def usage_ingest_payloads(payloads: Sequence[bytes | str | dict[str, Any]]) -> i
     being away)."""
     records: list[UsageRecord] = []
     for payload in payloads:
+        data: Any = None
         try:
             data = payload if isinstance(payload, dict) else orjson.loads(payload)
             records.append(UsageRecord.from_dict(data))
         except (orjson.JSONDecodeError, TypeError, ValueError) as e:
-            _set_aside(payload, f"unreadable record: {e}")
+            with logs.bound(**(_ids_of(data) if isinstance(data, dict) else {})):
+                _set_aside(payload, f"unreadable record: {e}")
     try:
         return usage_ingest(records=records)
     except _RECORD_ERRORS:
         pass  # one record at a time, to find the bad ones
     stored = 0
     for record in records:
-        try:
-            stored += usage_ingest(records=[record])
-        except _RECORD_ERRORS as e:
-            _set_aside(dataclasses.asdict(record), f"{type(e).__name__}: {e}")
+        with logs.bound(**_ids_of(record)):
+            try:
+                stored += usage_ingest(records=[record])
+            except _RECORD_ERRORS as e:
+                _set_aside(dataclasses.asdict(record), f"{type(e).__name__}: {e}")
     return stored
 
 
@@ -231,6 +301,24 @@ def rejected_usage_retry(*, rejected: RejectedUsageRecord) -> bool:
         return False
     rejected.delete()
     return True
+
+
+# --- request content retention (the Celery task usage.tasks.expire_log_content calls this) ----
+
+CONTENT_DELETE_BATCH = 1000
+
+
+def log_content_expire(*, now=None) -> int:
+    """Deletes the request content each project has kept longer than its
+    content_retention_days (whether it keeps content now or not), a batch per statement so
+    that no delete holds many rows. Returns how many were deleted."""
+    now = now or timezone.now()
+    deleted = 0
+    for project_id, days in Project.objects.values_list("pk", "content_retention_days").order_by():
+        old = LogContent.objects.filter(project_id=project_id, created_at__lt=now - timedelta(days=days))
+        while ids := list(old.values_list("pk", flat=True)[:CONTENT_DELETE_BATCH]):
+            deleted += LogContent.objects.filter(pk__in=ids).delete()[0]
+    return deleted
 
 
 # --- reconciliation and alerts (Celery tasks call these) ------------------------------------

@@ -60,3 +60,9 @@ def rebuild_rollups(day: str | None = None) -> int:
 @shared_task
 def check_spend_alerts() -> int:
     return services.alerts_check()
+
+
+@shared_task
+def expire_log_content() -> int:
+    """Deletes request content older than its project's contentRetentionDays."""
+    return services.log_content_expire()

@@ -24,7 +24,8 @@ from core.rest import keyset_page
 from projects.dashboard import organization_page, project_page
 from projects.models import Membership
 from usage import charts, selectors, services
-from usage.analytics import usage_summary
+from usage.analytics import provider_metrics, usage_summary
+from usage.content import answer_messages, request_messages
 from usage.forms import AlertForm, LogFilterForm
 from usage.models import AlertNotice, DailyUsage, UsageLog
 
@@ -149,6 +150,10 @@ def log_detail(request, project_id, log_id):
     log = _log_of(context["project"], log_id)
     key = ApiKey.objects.filter(project=context["project"], pk=log.api_key_id).first()
     context.update(tab="logs", log=log, key=key)
+    kept = selectors.log_content(log)
+    if kept is not None:
+        context.update(content=kept, asked=request_messages(log.endpoint, kept["request"]),
+                       answer=None if kept["response"] is None else answer_messages(kept["response"]))
     return render_page(request, "usage/log_detail.html", context)
 
 
@@ -218,6 +223,30 @@ def organization_usage(request, organization_id):
             "groups": charts.cost_by_group(groups, {g["key"]: g["label"] for g in groups}),
         }
     return render_page(request, "usage/organization_usage.html", context, partial="usage")
+
+
+# --- an organization's metrics at a glance ------------------------------------------------------
+
+METRIC_WINDOWS = (("hour", "Last hour", timedelta(hours=1)), ("day", "Last 24 hours", timedelta(days=1)))
+
+
+@dashboard_view
+def organization_metrics(request, organization_id):
+    """Per provider, over the last hour and the last day: requests, error rate, p50/p95
+    latency and time to first token (usage.analytics.provider_metrics, from the usage log)."""
+    context = organization_page(request, organization_id)
+    now = timezone.now()
+    windows = []
+    for key, title, length in METRIC_WINDOWS:
+        providers = provider_metrics(organization=context["organization"], since=now - length)
+        requests = sum(p["requests"] for p in providers)
+        errors = sum(p["errors"] for p in providers)
+        for p in providers:
+            p["error_rate"] = _percent(p["errorRate"])
+        windows.append({"key": key, "title": title, "providers": providers, "requests": requests,
+                        "error_rate": _percent(errors / requests if requests else 0.0)})
+    context.update(org_tab="metrics", windows=windows, now=now)
+    return render_page(request, "usage/organization_metrics.html", context, partial="metrics")
 
 
 # --- credits and spending alerts (organization) --------------------------------------------------

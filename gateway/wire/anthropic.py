@@ -543,6 +543,10 @@ def translate_request(body: dict[str, Any], upstream_model: str, stream: bool) -
     n = body.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > 1:
         raise bad_request("n", "Claude answers one choice per request; send n=1 (or one request per choice)")
+    if _dict(body.get("response_format")).get("type") in ("json_object", "json_schema"):
+        # Left out, the answer would be free text where the client asked for JSON.
+        raise bad_request("response_format", "Claude has no JSON output mode through this gateway: describe the format "
+                                             "in the prompt, or choose a model that has one (OpenAI, Gemini)")
     tool_marks: list[str] = []
     system_marks: list[str] = []
     message_marks: list[str] = []

@@ -95,7 +95,7 @@ def test_tools_choice_stops_metadata_and_images_translate():
 
 
 @pytest.mark.parametrize(("extra", "param"), [
-    ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
+    ({"tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]}, "tools[0]"),
     ({"top_k": 5}, "top_k"),
     ({"messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}]}]},
      "messages[0].content[0].source"),
@@ -117,6 +117,10 @@ def test_what_only_claude_takes_is_noted_by_name_and_weighs_in_the_bound(extra, 
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0].type"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "system": 3}, "system"),
     ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image"}]}]},
+     "messages[0].content[0].source"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]},
+     "tools[0].input_schema"),
 ])
 def test_a_malformed_messages_request_is_a_400_naming_the_field(body, param):
     with pytest.raises(GatewayError) as refused:
@@ -162,7 +166,8 @@ def test_an_agents_history_becomes_one_assistant_turn_per_model_turn():
 @pytest.mark.parametrize(("extra", "param"), [
     ({"previous_response_id": "resp_1"}, "previous_response_id"),
     ({"conversation": "conv_1"}, "conversation"),
-    ({"tools": [{"type": "function", "name": "w"}, {"type": "file_search", "vector_store_ids": ["vs"]}]}, "tools[1]"),
+    ({"tools": [{"type": "function", "name": "w"}, {"type": "mcp", "server_label": "docs", "server_url": "https://x"}]},
+     "tools[1]"),
     ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]}, "input[0].content[0]"),
 ])
@@ -183,6 +188,9 @@ def test_a_stored_conversation_weighs_a_whole_context_in_the_bound():
     ({"model": "m", "input": "x", "max_output_tokens": -1}, "max_output_tokens"),
     ({"model": "m", "input": "x", "instructions": ["x"]}, "instructions"),
     ({"input": "x"}, "model"),
+    ({"model": "m", "input": "x", "tools": [{"name": "f"}]}, "tools[0].type"),
+    ({"model": "m", "input": [{"role": "user", "content": 5}]}, "input[0].content"),
+    ({"model": "m", "input": [{"type": "function_call_output", "call_id": "c", "output": 5}]}, "input[0].output"),
 ])
 def test_a_malformed_responses_request_is_a_400_naming_the_field(body, param):
     with pytest.raises(GatewayError) as refused:

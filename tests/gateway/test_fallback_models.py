@@ -2,6 +2,7 @@
 when the first cannot answer before the first byte; each under the key's IAM rules. The list
 never reaches a provider."""
 
+import httpx
 import openai
 import pytest
 
@@ -67,3 +68,22 @@ def test_a_bad_models_list_is_a_400_naming_it(gateway, project, key_for, paid, m
         gateway.client(key_for(project)).chat.completions.create(model="gpt-4o-mini", messages=HI,
                                                                  extra_body={"models": models})
     assert refused.value.body["param"] == "models"
+
+
+def test_every_endpoint_falls_back_and_never_sends_models_upstream(gateway, org, project, key_for, fake_upstream, paid):
+    fake_upstream.fail("status", provider="openai", status=503, times=None, on="any")
+    token = key_for(project)
+    headers = {"Authorization": f"Bearer {token}"}
+    messages = httpx.post(f"{gateway.url}/v1/messages", headers=headers, timeout=20, json={
+        "model": "gpt-4o-mini", "max_tokens": 5, "messages": HI, "models": ["claude-haiku-4-5"]})
+    responses = httpx.post(f"{gateway.url}/v1/responses", headers=headers, timeout=20, json={
+        "model": "gpt-4o-mini", "input": "Hi", "models": ["gemini-2.0-flash"]})
+    embeddings = httpx.post(f"{gateway.url}/v1/embeddings", headers=headers, timeout=20, json={
+        "model": "text-embedding-3-small", "input": "Hi", "models": ["gemini-embedding-001"]})
+    assert (messages.status_code, messages.headers["x-gateway-provider"], messages.json()["type"]) == \
+        (200, "anthropic", "message")
+    assert (responses.status_code, responses.headers["x-gateway-provider"], responses.json()["object"]) == \
+        (200, "google-ai-studio", "response")
+    assert (embeddings.status_code, embeddings.headers["x-gateway-provider"]) == (200, "google-ai-studio")
+    assert all("models" not in (c.body or {}) for c in fake_upstream.calls)
+    assert len([c for c in fake_upstream.calls if c.provider == "openai"]) == 3  # each tried its model first

@@ -181,3 +181,21 @@ def test_claude_gets_the_organizations_key_and_the_clients_version_and_beta_head
     [call] = _generate_calls(fake_upstream)
     assert call.headers["x-api-key"] == "sk-own-anthropic" and call.headers["anthropic-beta"] == beta["anthropic-beta"]
     assert call.headers["anthropic-version"] == anthropic.Anthropic(api_key="x").default_headers["anthropic-version"]
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]}, "tools[0]"),
+    ({"tools": [{"type": "code_execution_20250522", "name": "code_execution"}]}, "tools[0]"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]},
+     "messages[0].content[0].cache_control.ttl"),
+    ({"system": [{"type": "text", "text": "Be brief", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+     "system[0].cache_control.ttl"),
+])
+def test_what_anthropic_bills_beyond_the_gateways_prices_is_refused_by_name_even_for_claude(
+        gateway, org, project, key_for, fake_upstream, paid, extra, param):
+    body = {"model": "claude-haiku-4-5", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}], **extra}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client(gateway, key_for(project)).post("/v1/messages", cast_to=object, body=body)
+    assert param in refused.value.body["error"]["message"]
+    assert not _generate_calls(fake_upstream)

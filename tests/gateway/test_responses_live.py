@@ -116,3 +116,28 @@ def test_text_format_and_reasoning_are_translated(gateway, org, project, key_for
     sent = _generate_calls(fake_upstream)[-1].body
     assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
     assert sent["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[1]"),
+    ({"tools": [{"type": "image_generation"}]}, "tools[0]"),
+    ({"service_tier": "priority"}, "service_tier"),
+])
+def test_what_openai_bills_beyond_the_gateways_prices_is_refused_by_name_even_for_openai(
+        gateway, org, project, key_for, fake_upstream, paid, extra, param):
+    with pytest.raises(openai.BadRequestError) as refused:
+        gateway.client(key_for(project)).responses.create(model="gpt-4o-mini", input="News?", **extra)
+    assert refused.value.body["param"] == param
+    assert not _generate_calls(fake_upstream)
+
+
+def test_a_json_format_for_claude_is_refused_rather_than_answered_in_free_text(gateway, org, project, key_for, paid):
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    with pytest.raises(openai.BadRequestError) as refused:
+        gateway.client(key_for(project)).responses.create(
+            model="claude-haiku-4-5", input="JSON", text={"format": {"type": "json_schema", "name": "a", "schema": schema}})
+    assert refused.value.body["param"] == "response_format"
+    with pytest.raises(openai.BadRequestError):
+        gateway.client(key_for(project)).chat.completions.create(
+            model="claude-haiku-4-5", messages=[{"role": "user", "content": "JSON"}], response_format={"type": "json_object"})

@@ -32,6 +32,7 @@ def test_it_creates_the_guides_project_with_the_guides_response_shape(owner, org
     assert list(project) == [
         "id", "name", "organizationId", "mode", "cachingEnabled",
         "cacheDurationSeconds", "status", "createdAt", "updatedAt",
+        "logContent", "contentRetentionDays",  # issue 17: request content, after the guide's fields
     ]
     assert project["id"].startswith("proj_")
     assert project["organizationId"] == org.id

@@ -10,11 +10,11 @@ from gateway.record import FIELD_NAMES, NOT_STORED, UsageRecord
 from usage.models import UsageLog
 
 
-def test_the_records_fields_are_the_usage_logs_columns_and_two_for_billing():
+def test_the_records_fields_are_the_usage_logs_columns_two_for_billing_and_the_content():
     columns = {f.attname for f in UsageLog._meta.concrete_fields}
 
     assert set(FIELD_NAMES) - NOT_STORED == columns
-    assert NOT_STORED == {"organization_id", "paid_with_credits"}
+    assert NOT_STORED == {"organization_id", "paid_with_credits", "content"}  # content: usage.LogContent
 
 
 def test_a_record_round_trips_through_the_json_the_gateway_sends():
