@@ -374,7 +374,11 @@ def metrics_cost(rounds: int = 10) -> None:
                 print(f"round {n + 1} metrics {name}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
                       f"p99 {result['p99']:.2f} ms, {result['cpu_ms']:.3f} CPU ms per request, "
                       f"errors {result['errors'] + result['socket_errors']}", flush=True)
-        print(render_cost(results, rounds))
+        report = render_cost(results, rounds)
+        print(report)
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        (Path(__file__).parent / "results" / "metrics-cost.md").write_text(
+            f"# Metrics cost {stamp}\n\n{machine()}\n\n{report}\n")
     finally:
         system.stop()
 

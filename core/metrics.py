@@ -6,8 +6,9 @@ in that directory, and /metrics sums the files of every web process and Celery w
 variable must be set before this module is first imported. Without it (tests, a bare
 `uvicorn`), values live in this process's default registry and /metrics shows those alone.
 
-An update is a dictionary lookup and a write into a mapped page: cheap enough for the
-request path, which makes a few per request (never one per chunk of a stream). Labels are
+An update is a dictionary lookup and a write into a mapped page. The gateway's request path
+makes none of the per-request ones itself: it notes what happened and gateway/metrics.py
+turns the notes into updates once a second (never anything per chunk of a stream). Labels are
 bounded: endpoint, status code, provider (built-in ids, `custom` for every organization's
 own), model (catalog ids, `other` for anything else), reasons and kinds from fixed lists.
 

@@ -17,11 +17,13 @@ What a scrape shows:
 """
 
 import asyncio
+import atexit
 import hmac
 import ipaddress
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -36,7 +38,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from core import metrics
 from core.redis import async_client
 from gateway import health, http, usagelog
-from gateway.catalog import ALIASES, GENAI_PROVIDERS, model_ids
+from gateway.catalog import ALIASES, GENAI_PROVIDERS, Offer, model_ids
 from gateway.providers import PROVIDERS
 from gateway.record import USAGE_STREAM
 from gateway.routing import Candidate
@@ -86,31 +88,88 @@ def provider_label(provider: str) -> str:
     return provider if provider in PROVIDERS else "custom"
 
 
-def _served(exchange: "Exchange") -> tuple[str, str]:
-    """(provider, model) labels of the answer, fresh or cached; ("", "") when none was chosen."""
-    if exchange.cached_entry is not None:
-        provider = provider_label(exchange.cached_entry["provider"])
-        return provider, model_label(provider, exchange.cached_entry["model"])
-    candidate = exchange.candidate
-    if candidate is None:
+def _served(served: dict[str, Any] | Offer | None) -> tuple[str, str]:
+    """(provider, model) labels of an answer: from the cache entry it replayed, from the offer
+    that served it, or ("", "") when none was chosen."""
+    if served is None:
         return "", ""
-    offer = candidate.offer
-    return offer.provider, model_label(offer.provider, offer.model, offer.ids)
+    if isinstance(served, dict):
+        provider = provider_label(served["provider"])
+        return provider, model_label(provider, served["model"])
+    return served.provider, model_label(served.provider, served.model, served.ids)
 
 
 # --- what the request path counts ------------------------------------------------------------------
 
 
+# The request path only notes what happened (an append to a list); the metrics are updated
+# from these notes at most FLUSH_SECONDS later, in one pass on the event loop (counters once per
+# label set, however many requests), and at once before this process answers a scrape. A
+# process that stops flushes what it noted (atexit).
+FLUSH_SECONDS = 1.0
+# (endpoint, status, what served it: cache entry or offer, duration, time to first token, cache status)
+_requests: list[tuple[str, int, dict[str, Any] | Offer | None, float, float | None, str]] = []
+_latencies: list[tuple[str, float]] = []
+_flush_loop: asyncio.AbstractEventLoop | None = None  # where the next flush is scheduled
+# The labelled series a request updates, by (endpoint, status, provider, model), and the
+# upstream latency series by provider: looked up once per label set (bounded like the labels).
+_request_series: dict[tuple[str, int, str, str], tuple[Any, Any, Any]] = {}
+_upstream_series: dict[str, Any] = {}
+
+
+def _noted() -> None:
+    """Schedules the flush of what was just noted, unless one is coming on this event loop."""
+    global _flush_loop
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no event loop (a synchronous caller): now
+        flush()
+        return
+    if _flush_loop is not loop:
+        _flush_loop = loop
+        loop.call_later(FLUSH_SECONDS, flush)
+
+
+def flush() -> None:
+    """Updates the metrics from the notes taken since the last flush."""
+    global _flush_loop
+    _flush_loop = None
+    requests, latencies = _requests[:], _latencies[:]
+    del _requests[:], _latencies[:]
+    counts: Counter[Any] = Counter()
+    for endpoint, status, served, duration, first_token, cache_status in requests:
+        provider, model = _served(served)
+        key = (endpoint, status, provider, model)
+        series = _request_series.get(key)
+        if series is None:
+            series = _request_series[key] = (metrics.REQUESTS.labels(endpoint, str(status), provider, model),
+                                             metrics.REQUEST_DURATION.labels(endpoint, provider),
+                                             metrics.TIME_TO_FIRST_TOKEN.labels(endpoint, provider))
+        counts[series[0]] += 1
+        series[1].observe(duration)
+        if first_token is not None:
+            series[2].observe(first_token)
+        if cache_status in ("hit", "miss"):
+            counts[metrics.CACHE_LOOKUPS.labels(endpoint, cache_status)] += 1
+    for counter, n in counts.items():
+        counter.inc(n)
+    for provider, seconds in latencies:
+        latency = _upstream_series.get(provider)
+        if latency is None:
+            latency = _upstream_series[provider] = metrics.UPSTREAM_LATENCY.labels(provider)
+        latency.observe(seconds)
+
+
+atexit.register(flush)
+
+
 def request_recorded(exchange: "Exchange") -> None:
-    """One request, counted where its usage record is made (chat.conclude): once each."""
-    provider, model = _served(exchange)
-    endpoint = exchange.endpoint
-    metrics.REQUESTS.labels(endpoint, str(exchange.status), provider, model).inc()
-    metrics.REQUEST_DURATION.labels(endpoint, provider).observe(time.monotonic() - exchange.started)
-    if exchange.first_byte_at is not None:
-        metrics.TIME_TO_FIRST_TOKEN.labels(endpoint, provider).observe(exchange.first_byte_at - exchange.started)
-    if exchange.cache_status in ("hit", "miss"):
-        metrics.CACHE_LOOKUPS.labels(endpoint, exchange.cache_status).inc()
+    """One request, noted where its usage record is made (chat.conclude): once each."""
+    first_byte_at, candidate = exchange.first_byte_at, exchange.candidate
+    served = exchange.cached_entry if exchange.cached_entry is not None else candidate.offer if candidate else None
+    _requests.append((exchange.endpoint, exchange.status, served, time.monotonic() - exchange.started,
+                      None if first_byte_at is None else first_byte_at - exchange.started, exchange.cache_status))
+    _noted()
 
 
 def upstream_kind(failure: UpstreamFailure) -> str:
@@ -139,7 +198,8 @@ def upstream_called(candidate: Candidate, attempt: int, seconds: float, failure:
     if attempt:
         metrics.FALLBACKS.labels(provider).inc()
     if failure is None or failure.status is not None:
-        metrics.UPSTREAM_LATENCY.labels(provider).observe(seconds)
+        _latencies.append((provider, seconds))
+        _noted()
     if failure is not None:
         metrics.UPSTREAM_ERRORS.labels(provider, upstream_kind(failure)).inc()
 
@@ -263,6 +323,7 @@ async def app(scope: http.Scope, receive: http.Receive, send: http.Send) -> None
     if refused is not None:
         status, message, headers = refused
         return await _plain(send, status, message + "\n", headers)
+    flush()  # this process's latest requests (the others flush theirs within FLUSH_SECONDS)
     collected = _Collected(await _gauges())
     body = await asyncio.to_thread(generate_latest, cast(Any, collected))  # reads files: off the event loop
     await send({"type": "http.response.start", "status": 200, "headers": http.encode_headers(

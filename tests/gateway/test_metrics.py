@@ -281,3 +281,33 @@ def test_a_reservation_the_store_cannot_check_is_counted_as_refused(monkeypatch)
     with pytest.raises(GatewayError) as error:
         asyncio.run(chat._reserve(chat.Exchange(snapshot=None, request_id="req_x"), account, 1000))  # type: ignore[arg-type]
     assert error.value.status == 503 and refused() - before == 1
+
+
+def test_requests_are_noted_on_the_request_path_and_counted_within_a_second_or_at_a_scrape(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.2)
+    labels = {"endpoint": "responses", "status": "418", "provider": "", "model": ""}
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("llmgw_requests_total", labels) or 0.0
+
+    def exchange():
+        return SimpleNamespace(endpoint="responses", status=418, cached_entry=None, candidate=None,
+                               started=time.monotonic(), first_byte_at=None, cache_status="")
+
+    async def run() -> list[float]:
+        seen = [counted()]
+        metrics.request_recorded(exchange())
+        seen.append(counted())  # noted, not counted yet
+        await asyncio.sleep(0.3)
+        seen.append(counted())  # flushed by the event loop
+        metrics.request_recorded(exchange())
+        metrics.flush()  # what a scrape does first
+        seen.append(counted())
+        metrics.request_recorded(exchange())  # its flush is scheduled on a loop about to close
+        return seen
+
+    before, noted, flushed, scraped = asyncio.run(run())
+    assert (noted - before, flushed - before, scraped - before) == (0, 1, 2)
+    assert asyncio.run(run())[2] - scraped == 2  # a new loop: the last note and its own, flushed there
