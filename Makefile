@@ -28,9 +28,9 @@ migrate: install
 run: migrate
 	exec bin/run
 
-# Two workers (pytest-xdist), each with its own database, Redis database and live gateway (tests/settings.py).
+# Serially: `PYTEST_ARGS="-n 2"` runs two pytest-xdist workers (tests/settings.py gives each its own Redis database).
 test: install-dev
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Static checks: lint and import order, types, the direction of imports, no missing migration.
 lint: install-dev
