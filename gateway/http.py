@@ -88,9 +88,5 @@ def sse_frame(event: str, data: str) -> bytes:
     return (f"event: {event}\n{lines}\n" if event else f"{lines}\n").encode()
 
 
-async def send_sse(send: Send, payload: bytes) -> None:
-    await send({"type": "http.response.body", "body": sse_event(payload), "more_body": True})
-
-
 async def end_sse(send: Send, last: bytes = b"") -> None:
     await send({"type": "http.response.body", "body": last, "more_body": False})
