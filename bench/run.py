@@ -244,12 +244,13 @@ def serve() -> None:
         system.stop()
 
 
-def ab(url: str, body: str, key: str, requests: int, connections: int) -> int:
+def ab(url: str, body: str, key: str, requests: int, connections: int, keep_alive: bool = False) -> int:
     """Exactly `requests` requests (ApacheBench waits for every answer): the pipeline's count."""
     body_file = Path(tempfile.mkstemp(suffix=".json")[1])
     body_file.write_text(body)
     out = subprocess.run(
-        ["ab", "-q", "-n", str(requests), "-c", str(connections), "-p", str(body_file), "-T", "application/json",
+        ["ab", "-q", *(["-k"] if keep_alive else []), "-n", str(requests), "-c", str(connections), "-p", str(body_file),
+         "-T", "application/json",
          "-H", f"Authorization: Bearer {key}", url], capture_output=True, text=True, check=True,
     ).stdout
     body_file.unlink()
@@ -258,13 +259,13 @@ def ab(url: str, body: str, key: str, requests: int, connections: int) -> int:
     return requests - failed - non2xx
 
 
-def pipeline_case(system: "System", url: str, requests: int = 20000) -> dict:
-    """Sends an exact number of requests with a key of its own, then waits for the usage log
-    to hold them all."""
+def pipeline_case(system: "System", url: str, requests: int = 20000, keep_alive: bool = False) -> dict:
+    """Sends an exact number of requests at full rate with a key of its own, then waits for
+    the usage log to hold them all."""
     key_id = system.pipeline_key_id
     before, _ = system.log_rows(key_id)
     started = time.monotonic()
-    ok = ab(url, BODY, system.pipeline_token, requests, 32)
+    ok = ab(url, BODY, system.pipeline_token, requests, 32, keep_alive)
     sent_done = time.monotonic()
     rows = before
     deadline = sent_done + 120
@@ -277,7 +278,20 @@ def pipeline_case(system: "System", url: str, requests: int = 20000) -> dict:
     time.sleep(2)  # anything delivered twice would land by now
     rows, distinct = system.log_rows(key_id)
     return {"requests": requests, "ok": ok, "rows": rows - before, "duplicates": rows - distinct,
-            "rows_per_s": (rows - before) / (drained - started), "lag_s": drained - sent_done}
+            "rows_per_s": (rows - before) / (drained - started), "lag_s": drained - sent_done,
+            "keep_alive": keep_alive, "rps": requests / (sent_done - started)}
+
+
+def pipeline_only(requests: int = 20000) -> None:
+    """`python bench/run.py pipeline [requests]`: only the usage-log pipeline cases."""
+    system = System()
+    try:
+        system.setup()
+        url = f"http://127.0.0.1:{system.gateway_port}/v1/chat/completions"
+        for keep_alive in (False, True):
+            print(pipeline_case(system, url, requests, keep_alive), flush=True)
+    finally:
+        system.stop()
 
 
 def main() -> None:
@@ -418,5 +432,7 @@ def render_cost(results: dict[str, list[dict]], rounds: int) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["metrics-cost"]:
         metrics_cost(*(int(a) for a in sys.argv[2:3]))
+    elif sys.argv[1:2] == ["pipeline"]:
+        pipeline_only(*(int(a) for a in sys.argv[2:3]))
     else:
         serve() if sys.argv[1:] == ["serve"] else main()

@@ -5,7 +5,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import celeryd_init, setup_logging
+from celery.signals import celeryd_init, setup_logging, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -50,3 +50,14 @@ def _warnings_as_log_lines(**kwargs) -> None:
     import logging
 
     logging.captureWarnings(True)
+
+
+@task_prerun.connect
+def _drop_stale_connections(task: Any = None, **kwargs) -> None:
+    """A connection kept across tasks (CELERY_DB_REUSE_MAX) is dropped, as Django drops it
+    between requests, when it is broken or older than CONN_MAX_AGE. Not for a task run
+    eagerly, inside the caller's transaction."""
+    from django.db import close_old_connections
+
+    if not getattr(getattr(task, "request", None), "is_eager", False):
+        close_old_connections()

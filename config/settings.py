@@ -232,6 +232,10 @@ if CELERY_BROKER_URL.startswith("redis"):
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection before and after every task, whatever
+# CONN_MAX_AGE says: a new PostgreSQL session per usage batch. This keeps it for this many
+# tasks; config/celery.py drops it earlier when it is broken or older than CONN_MAX_AGE.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -394,6 +398,10 @@ UPSTREAM_MAX_RESPONSE_BYTES = env_int("UPSTREAM_MAX_RESPONSE_BYTES", 32 * 1024 *
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
 GATEWAY_SNAPSHOT_TTL = float(env_str("GATEWAY_SNAPSHOT_TTL", "10"))
 USAGE_LOG_FLUSH_SECONDS = float(env_str("USAGE_LOG_FLUSH_SECONDS", "0.2"))
+# Usage ingestion (usage/stream.py): a batch is what the stream holds plus what comes within
+# USAGE_INGEST_BATCH_SECONDS, up to USAGE_INGEST_BATCH records.
+USAGE_INGEST_BATCH = env_int("USAGE_INGEST_BATCH", 2000)
+USAGE_INGEST_BATCH_SECONDS = float(env_str("USAGE_INGEST_BATCH_SECONDS", "0.25"))
 # A spend reservation lives this long unless its process renews it (every third of it): a
 # process killed mid-request holds nobody's limit for longer.
 GATEWAY_HOLD_SECONDS = float(env_str("GATEWAY_HOLD_SECONDS", "60"))

@@ -83,8 +83,12 @@ class UsagePipeline:
             await self.flush()
 
 
+RING_EXPIRES = 5.0  # seconds: rings queued while a worker was busy ingesting are dropped unread
+
+
 def _ring() -> None:
-    celery_app.send_task(INGEST_TASK, retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+    celery_app.send_task(INGEST_TASK, expires=RING_EXPIRES, retry=True,
+                         retry_policy={"max_retries": 2, "interval_start": 0.2})
 
 
 _pipeline = UsagePipeline()

@@ -91,20 +91,25 @@ _MONEY_FIELDS = {"cost", "input_cost", "output_cost", "fee", "saved_cost"}
 
 
 def _insert_rows(records: list[UsageRecord]) -> None:
-    """One multi-row INSERT through the driver: at thousands of rows a second, building
-    model instances for bulk_create costs more than the database does."""
+    """The records' log rows, through the driver: COPY on PostgreSQL (about half the server's
+    CPU of multi-row INSERTs), one executemany elsewhere. At thousands of rows a second,
+    building model instances for bulk_create costs more than the database does. The caller
+    has checked the primary keys: none is stored yet."""
     if not records:
         return
     columns = [*_LOG_FIELDS, "created_at"]
     quoted = ", ".join(connection.ops.quote_name(c) for c in columns)  # `user` is a reserved word
-    sql = (f"INSERT INTO {connection.ops.quote_name(UsageLog._meta.db_table)} ({quoted}) "
-           f"VALUES ({', '.join(['%s'] * len(columns))})")
-    rows = []
-    for r in records:
-        values = [Decimal(getattr(r, f)) if f in _MONEY_FIELDS else getattr(r, f) for f in _LOG_FIELDS]
-        rows.append([*values, r.created])
+    table = connection.ops.quote_name(UsageLog._meta.db_table)
+    rows = [[*(Decimal(getattr(r, f)) if f in _MONEY_FIELDS else getattr(r, f) for f in _LOG_FIELDS), r.created]
+            for r in records]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if connection.vendor == "postgresql":
+            # Django wraps execute()'s driver errors in its own classes, not copy()'s.
+            with connection.wrap_database_errors, cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(f"INSERT INTO {table} ({quoted}) VALUES ({', '.join(['%s'] * len(columns))})", rows)
 
 
 def _content_row(r: UsageRecord) -> LogContent | None:

@@ -204,3 +204,24 @@ def test_names_with_control_characters_are_refused_where_they_are_made(owner, or
 
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"name": ["must be one line of text, without control characters"]}
+
+
+def test_a_worker_keeps_its_database_connection_across_tasks(transactional_db):
+    """Celery's Django fixup closes the connection around every task unless told how often
+    to reuse it (CELERY_DB_REUSE_MAX): with it, one PostgreSQL session serves many batches."""
+    from types import SimpleNamespace
+
+    from celery.fixups.django import DjangoWorkerFixup
+    from django.db import connection
+
+    from config.celery import app
+
+    fixup = DjangoWorkerFixup(app)
+    task = SimpleNamespace(request=SimpleNamespace(is_eager=False))
+    connection.ensure_connection()
+    opened = connection.connection
+    for _ in range(20):
+        fixup.on_task_prerun(task)
+        connection.ensure_connection()
+        fixup.on_task_postrun(task)
+    assert connection.connection is opened
