@@ -39,7 +39,8 @@ lint: install-dev
 	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-# Load benchmarks (not part of the tests): PostgreSQL and Redis on 127.0.0.1, and wrk + ab.
+# Load benchmarks (not part of the tests): PostgreSQL and Redis on 127.0.0.1, wrk + ab, and Node.js +
+# npm for the peers (LiteLLM and Portkey install under bench/.peers/ on first use; BENCH_PEERS=0 skips them).
 bench: install-dev
 	@command -v wrk >/dev/null && command -v ab >/dev/null || apt-get install -y wrk apache2-utils
 	$(BIN)/python bench/run.py

@@ -4,7 +4,8 @@ that what the benchmark measures is the gateway, not its fake.
     python bench/upstream.py PORT
 
 POST .../chat/completions answers JSON, or SSE when the body asks to stream. Under /slow/
-a stream sends one chunk every 100 ms for 10 s (the open-streams case).
+a stream sends one chunk every 100 ms for 10 s; under /idle/ one chunk a second for 20 s
+(the open-streams cases: many streams open at once, each mostly waiting).
 """
 
 import asyncio
@@ -54,6 +55,7 @@ class Upstream(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.body = []
+        self.close = False  # the request said "Connection: close"
 
     def data_received(self, data):
         try:
@@ -64,25 +66,35 @@ class Upstream(asyncio.Protocol):
     def on_url(self, url):
         self.url += url
 
+    def on_header(self, name, value):
+        if name.lower() == b"connection" and value.lower() == b"close":
+            self.close = True
+
     def on_body(self, body):
         self.body.append(body)
 
     def on_message_complete(self):
-        url, body = self.url, b"".join(self.body)
-        self.url, self.body = b"", []
+        url, body, close = self.url, b"".join(self.body), self.close
+        self.url, self.body, self.close = b"", [], False
         if url.endswith(b"/models"):
             self.transport.write(JSON_HEAD % len(MODELS) + MODELS)
         elif b'"stream":true' not in body:
             self.transport.write(JSON_HEAD % len(COMPLETION) + COMPLETION)
         elif url.startswith(b"/slow/"):
-            asyncio.get_running_loop().create_task(self.slow_stream())
+            asyncio.get_running_loop().create_task(self.slow_stream(0.1, 100))
+            return
+        elif url.startswith(b"/idle/"):
+            asyncio.get_running_loop().create_task(self.slow_stream(1.0, 20))
+            return
         else:
             self.transport.write(FAST_STREAM)
+        if close:
+            self.transport.close()
 
-    async def slow_stream(self):
+    async def slow_stream(self, interval: float, chunks: int):
         self.transport.write(SSE_HEAD + _chunked(STREAM_EVENTS[0]))
-        for i in range(100):
-            await asyncio.sleep(0.1)
+        for i in range(chunks):
+            await asyncio.sleep(interval)
             if self.transport.is_closing():
                 return
             self.transport.write(_chunked(_chunk({"content": f" w{i}"})))

@@ -61,7 +61,7 @@ ACTIVE_HOLDS: set[str] = set()
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)  # compared by identity: it is kept in a set while in flight
+@dataclass(eq=False, slots=True)  # compared by identity: it is kept in a set while in flight
 class Exchange:
     """One request's story, from arrival to its usage record."""
 
@@ -170,7 +170,7 @@ def load_json(raw: bytes) -> Any:
 # --- the APIs clients speak ------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """A request in the terms the machinery works in. `body` is it as a chat completion request
     (routing, the reservation's bound, and the call to a provider it is translated for);
@@ -281,7 +281,7 @@ def api_of(exchange: "Exchange") -> ChatApi:
 # --- spend -------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Reservation:
     account: Account
     amount: int  # nano-dollars held (0: the store was away and no limit applied)
@@ -412,7 +412,7 @@ def _refusal(admission: "Admitted", candidates: list[routing.Candidate], body: d
         param="max_tokens" if outputs else "input", headers=headers)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Admitted:
     """A reservation's outcome, what the refusing limit had left (nano-dollars), and whether
     the store holds something for the request."""

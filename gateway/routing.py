@@ -12,7 +12,7 @@ from gateway.providers import PROVIDERS
 from gateway.snapshot import KeySnapshot
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     offer: catalog.Offer
     token: str

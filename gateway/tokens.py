@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     """Tokens a provider billed for one request."""
 
