@@ -142,6 +142,13 @@ print(token, key.id, cache_token, cache_key.id, pipe_token, pipe_key.id)
         self.pipeline_token, self.pipeline_key_id = out[4], out[5]
         return out[0]
 
+    @property
+    def redis_pid(self) -> int:
+        """The Redis server's process (for its CPU time per request)."""
+        info = subprocess.run(["redis-cli", "-u", REDIS_URL, "info", "server"], capture_output=True, text=True,
+                              check=True).stdout
+        return int(re.search(r"process_id:(\d+)", info).group(1))
+
     def start_peers(self) -> None:
         """Installs (once) and starts LiteLLM and Portkey against the same fake upstream."""
         self.peer_ports: dict[str, int] = {}
@@ -308,6 +315,7 @@ def pipeline_case(system: "System", url: str, requests: int = 20000, keep_alive:
     the usage log to hold them all."""
     key_id = system.pipeline_key_id
     before, _ = system.log_rows(key_id)
+    worker_cpu, postgres_cpu = _tree_cpu_seconds(system.worker.pid), _postgres_cpu_seconds()
     started = time.monotonic()
     ok = ab(url, BODY, system.pipeline_token, requests, 32, keep_alive)
     sent_done = time.monotonic()
@@ -319,11 +327,15 @@ def pipeline_case(system: "System", url: str, requests: int = 20000, keep_alive:
             break
         time.sleep(0.2)
     drained = time.monotonic()
+    stored = max(rows - before, 1)
+    worker_ms = (_tree_cpu_seconds(system.worker.pid) - worker_cpu) * 1000 / stored
+    postgres_ms = (_postgres_cpu_seconds() - postgres_cpu) * 1000 / stored
     time.sleep(2)  # anything delivered twice would land by now
     rows, distinct = system.log_rows(key_id)
     return {"requests": requests, "ok": ok, "rows": rows - before, "duplicates": rows - distinct,
             "rows_per_s": (rows - before) / (drained - started), "lag_s": drained - sent_done,
-            "keep_alive": keep_alive, "rps": requests / (sent_done - started)}
+            "keep_alive": keep_alive, "rps": requests / (sent_done - started),
+            "worker_cpu_ms": worker_ms, "postgres_cpu_ms": postgres_ms}
 
 
 def streams_only() -> None:
@@ -376,9 +388,11 @@ def target_request(system: "System", target: str, body: str) -> tuple[str, dict[
 def measure(system: "System", target: str, body: str, connections: int, close: bool) -> dict:
     """One wrk run against a target, with the CPU its processes spent per answered request."""
     url, headers, body, pid = target_request(system, target, body)
-    cpu = _tree_cpu_seconds(pid)
+    cpu, redis_cpu = _tree_cpu_seconds(pid), _tree_cpu_seconds(system.redis_pid)
     result = wrk(url, body, None, connections, headers=headers, close=close)
-    result["cpu_ms"] = (_tree_cpu_seconds(pid) - cpu) * 1000 / max(result["requests"], 1)
+    answered = max(result["requests"], 1)
+    result["cpu_ms"] = (_tree_cpu_seconds(pid) - cpu) * 1000 / answered
+    result["redis_cpu_ms"] = (_tree_cpu_seconds(system.redis_pid) - redis_cpu) * 1000 / answered
     return result
 
 
@@ -445,9 +459,10 @@ def render(results: dict[tuple[str, str], list[dict]], targets: list[str], cache
            pipelines: list[dict]) -> str:
     lines = [f"Medians of {ROUNDS} interleaved runs of {DURATION} s per case and target. CPU ms/req: the "
              "target's processes' CPU time per answered request (the fake upstream's for direct). "
-             "ours ÷: our requests/s over the target's.", "",
-             "| case | target | RPS | p50 ms | p99 ms | added p50 ms | CPU ms/req | errors | ours ÷ |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Redis CPU ms/req: the Redis server's, for ours (the peers use none). ours ÷: our requests/s "
+             "over the target's.", "",
+             "| case | target | RPS | p50 ms | p99 ms | added p50 ms | CPU ms/req | Redis CPU ms/req | errors | ours ÷ |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, *_ in CASES:
         direct_p50 = _median([r["p50"] for r in results[(name, "direct")]])
         ours_rps = _median([r["rps"] for r in results[(name, "ours")]])
@@ -457,8 +472,9 @@ def render(results: dict[tuple[str, str], list[dict]], targets: list[str], cache
             added = "" if target == "direct" else f"{p50 - direct_p50:.2f}"
             ratio = "" if target in ("direct", "ours") else f"{ours_rps / rps:.1f}×"
             errors = sum(r["errors"] + r["socket_errors"] for r in runs)
+            redis = f"{_median([r['redis_cpu_ms'] for r in runs]):.3f}" if target == "ours" else ""
             lines.append(f"| {name} | {target} | {rps:.0f} | {p50:.2f} | {_median([r['p99'] for r in runs]):.2f} | "
-                         f"{added} | {_median([r['cpu_ms'] for r in runs]):.3f} | {errors} | {ratio} |")
+                         f"{added} | {_median([r['cpu_ms'] for r in runs]):.3f} | {redis} | {errors} | {ratio} |")
     direct, ours = cache
     d, o = streams["direct"], streams["ours"]
     lines += [
@@ -477,13 +493,14 @@ def render(results: dict[tuple[str, str], list[dict]], targets: list[str], cache
         + ", ".join(f"{m:.0f} MB" for m in streams["peak_rss_mb"]),
         "",
         "| usage-log pipeline, 20,000 requests at full rate (ApacheBench, concurrency 32) | answered 2xx | RPS | rows | "
-        "duplicates | rows complete after the last answer s |",
-        "|---|---|---|---|---|---|",
+        "duplicates | rows complete after the last answer s | Celery worker CPU ms/row | PostgreSQL CPU ms/row |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for pipeline in pipelines:
         kind = "keep-alive" if pipeline["keep_alive"] else "connection per request"
         lines.append(f"| {kind} | {pipeline['ok']} | {pipeline['rps']:.0f} | {pipeline['rows']} | "
-                     f"{pipeline['duplicates']} | {pipeline['lag_s']:.1f} |")
+                     f"{pipeline['duplicates']} | {pipeline['lag_s']:.1f} | {pipeline['worker_cpu_ms']:.3f} | "
+                     f"{pipeline['postgres_cpu_ms']:.3f} |")
     return "\n".join(lines)
 
 
@@ -541,11 +558,14 @@ def metrics_cost(rounds: int = 10, variant: str = "metrics-cost") -> None:
 
 def _cpu_seconds(supervisor: int) -> float:
     """User + system CPU time of a uvicorn supervisor's worker processes so far."""
-    total = 0
-    for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
+    return _cpu_of(int(pid) for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split())
+
+
+def _postgres_cpu_seconds() -> float:
+    """CPU time so far of every PostgreSQL process on this machine (the server and its
+    backends: the benchmark's database is the only busy one)."""
+    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _cmdline(int(e.name)).startswith("postgres")]
+    return _cpu_of(pids)
 
 
 def _tree_cpu_seconds(root: int) -> float:
@@ -563,13 +583,18 @@ def _tree_cpu_seconds(root: int) -> float:
         more = {pid for pid, parent in parents.items() if parent in tree} - tree
         tree |= more
         grew = bool(more)
+    return _cpu_of(tree)
+
+
+def _cpu_of(pids) -> float:
+    """User + system CPU seconds so far of these processes (those that ended count 0)."""
     total = 0
-    for pid in tree:
+    for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue  # ended meanwhile
-        total += int(fields[11]) + int(fields[12])
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return total / os.sysconf("SC_CLK_TCK")
 
 
