@@ -44,6 +44,7 @@ def _chunked(data: bytes) -> bytes:
 
 
 JSON_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+JSON_HEAD_CLOSE = JSON_HEAD[:-2] + b"connection: close\r\n\r\n"
 SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 FAST_STREAM = SSE_HEAD + b"".join(_chunked(e) for e in STREAM_EVENTS) + b"0\r\n\r\n"
 MODELS = b'{"object":"list","data":[]}'
@@ -79,7 +80,8 @@ class Upstream(asyncio.Protocol):
         if url.endswith(b"/models"):
             self.transport.write(JSON_HEAD % len(MODELS) + MODELS)
         elif b'"stream":true' not in body:
-            self.transport.write(JSON_HEAD % len(COMPLETION) + COMPLETION)
+            head = JSON_HEAD_CLOSE if close else JSON_HEAD  # a client reconnects only when told
+            self.transport.write(head % len(COMPLETION) + COMPLETION)
         elif url.startswith(b"/slow/"):
             asyncio.get_running_loop().create_task(self.slow_stream(0.1, 100))
             return
