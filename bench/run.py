@@ -7,6 +7,8 @@ WEB_CONCURRENCY=2, a real API key with a usage limit and an IAM rule, logging on
     make bench          # or: .venv/bin/python bench/run.py   (BENCH_PEERS=0: without the peers)
     .venv/bin/python bench/run.py metrics-cost [rounds]   # metrics on vs off, interleaved
     .venv/bin/python bench/run.py server-cost [rounds]    # joined writes (config/server.py) on vs off
+    .venv/bin/python bench/run.py granian [rounds]        # uvicorn (as shipped) vs granian
+    .venv/bin/python bench/clients.py                     # the upstream leg: aiohttp vs httpx vs httpx2
     .venv/bin/python bench/run.py streams                 # only the open-streams case
     .venv/bin/python bench/run.py pipeline [requests]     # only the usage-log pipeline
     .venv/bin/python bench/run.py serve                   # start the system and wait (profiling)
@@ -505,9 +507,24 @@ def render(results: dict[tuple[str, str], list[dict]], targets: list[str], cache
 
 
 # A/B variants: (the other gateway's ASGI app, its HTTP protocol, what it lacks, the results file).
+def _uvicorn(app: str, protocol: str):
+    return lambda port: [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS),
+                         "--loop", "uvloop", "--http", protocol, "--no-access-log", "--lifespan", "on",
+                         "--log-level", "warning", "--backlog", "4096"]
+
+
+def _granian(port: int) -> list[str]:
+    return [str(BIN / "granian"), "--interface", "asgi", "--workers", str(WORKERS), "--loop", "uvloop", "--host",
+            "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+            "config.asgi:application"]
+
+
+# A/B variants: (the other gateway's command for a port, what "on" has that it lacks, the results file).
 VARIANTS = {
-    "metrics-cost": ("bench.nometrics:application", "config.server:HttpToolsProtocol", "metrics", "metrics-cost.md"),
-    "server-cost": ("config.asgi:application", "httptools", "joined writes", "server-cost.md"),
+    "metrics-cost": (_uvicorn("bench.nometrics:application", "config.server:HttpToolsProtocol"), "metrics",
+                     "metrics-cost.md"),
+    "server-cost": (_uvicorn("config.asgi:application", "httptools"), "joined writes", "server-cost.md"),
+    "granian": (_granian, "uvicorn with joined writes (off: granian)", "granian.md"),
 }
 
 
@@ -515,22 +532,19 @@ def metrics_cost(rounds: int = 10, variant: str = "metrics-cost") -> None:
     """An A/B of one change on the hot path: the non-streaming chat case at concurrency 32
     against two gateways of the same system, one as shipped ("on") and one without the change
     ("off"): for metrics-cost, metric updates that are no-ops (bench/nometrics.py); for
-    server-cost, uvicorn's own httptools protocol instead of config/server.py's joined writes.
+    server-cost, uvicorn's own httptools protocol instead of config/server.py's joined writes;
+    for granian, the granian ASGI server instead of uvicorn.
     Alternating runs of DURATION seconds, so that both see the same machine. Besides
     throughput, the CPU time the gateway's worker processes spent per request (from /proc),
     which other load on the machine disturbs far less than requests per second."""
-    app, protocol, change, results_file = VARIANTS[variant]
+    command, change, results_file = VARIANTS[variant]
     system = System()
     try:
         key = system.setup()
         off_port = free_port()
         (Path(system.data_dir) / "metrics" / "off").mkdir()
-        off = system.start(
-            str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(off_port),
-            "--workers", str(WORKERS), "--loop", "uvloop", "--http", protocol, "--no-access-log", "--lifespan", "on",
-            "--log-level", "warning", "--backlog", "4096", log="gateway-off.log",
-            PROMETHEUS_MULTIPROC_DIR=str(Path(system.data_dir) / "metrics" / "off"),
-        )
+        off = system.start(*command(off_port), log="gateway-off.log",
+                           PROMETHEUS_MULTIPROC_DIR=str(Path(system.data_dir) / "metrics" / "off"))
         wait_port(off_port)
         gateways = {"on": (f"http://127.0.0.1:{system.gateway_port}/v1/chat/completions", system.gateway.pid),
                     "off": (f"http://127.0.0.1:{off_port}/v1/chat/completions", off.pid)}
