@@ -83,7 +83,10 @@ class UsagePipeline:
             await self.flush()
 
 
-RING_EXPIRES = 5.0  # seconds: rings queued while a worker was busy ingesting are dropped unread
+# Seconds a ring waits in the broker before a worker drops it unread: longer than one ingestion
+# run lasts (usage/stream.py, MAX_SECONDS), so that no ring expires while a worker is busy
+# (each expiry is a log line); rings piled up while no worker ran are dropped.
+RING_EXPIRES = 20.0
 
 
 def _ring() -> None:
