@@ -6,7 +6,6 @@ WEB_CONCURRENCY=2, a real API key with a usage limit and an IAM rule, logging on
 
     make bench          # or: .venv/bin/python bench/run.py   (BENCH_PEERS=0: without the peers)
     .venv/bin/python bench/run.py metrics-cost [rounds]   # metrics on vs off, interleaved
-    .venv/bin/python bench/run.py server-cost [rounds]    # joined writes (config/server.py) on vs off
     .venv/bin/python bench/run.py granian [rounds]        # uvicorn (as shipped) vs granian
     .venv/bin/python bench/clients.py                     # the upstream leg: aiohttp vs httpx vs httpx2
     .venv/bin/python bench/run.py streams                 # only the open-streams case
@@ -108,7 +107,7 @@ class System:
                                  PROMETHEUS_MULTIPROC_DIR=str(Path(self.data_dir) / "metrics" / "worker"))
         self.gateway = self.start(
             str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.gateway_port),
-            "--workers", str(WORKERS), "--loop", "uvloop", "--http", "config.server:HttpToolsProtocol", "--no-access-log", "--lifespan", "on",
+            "--workers", str(WORKERS), "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on",
             "--log-level", "warning", "--backlog", "4096", log="gateway.log",
         )
         wait_port(self.upstream_port)
@@ -453,7 +452,7 @@ def machine(with_peers: bool = False) -> str:
     peer_text = (f"; LiteLLM {peers.LITELLM_VERSION} proxy (2 workers, no database) and Portkey gateway "
                  f"{peers.PORTKEY_VERSION} (one Node process: it has no worker option)" if with_peers else "")
     return (f"{os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}, loopback; ours: uvicorn "
-            f"(uvloop, httptools, one write per loop turn: config/server.py) with {WORKERS} workers, PostgreSQL, Redis, 1 Celery worker{peer_text}; "
+            f"(uvloop, httptools) with {WORKERS} workers, PostgreSQL, Redis, 1 Celery worker{peer_text}; "
             f"the same fake upstream for all; load: wrk, ApacheBench, aiohttp")
 
 
@@ -521,10 +520,8 @@ def _granian(port: int) -> list[str]:
 
 # A/B variants: (the other gateway's command for a port, what "on" has that it lacks, the results file).
 VARIANTS = {
-    "metrics-cost": (_uvicorn("bench.nometrics:application", "config.server:HttpToolsProtocol"), "metrics",
-                     "metrics-cost.md"),
-    "server-cost": (_uvicorn("config.asgi:application", "httptools"), "joined writes", "server-cost.md"),
-    "granian": (_granian, "uvicorn with joined writes (off: granian)", "granian.md"),
+    "metrics-cost": (_uvicorn("bench.nometrics:application", "httptools"), "metrics", "metrics-cost.md"),
+    "granian": (_granian, "uvicorn (off: granian)", "granian.md"),
 }
 
 
@@ -532,8 +529,7 @@ def metrics_cost(rounds: int = 10, variant: str = "metrics-cost") -> None:
     """An A/B of one change on the hot path: the non-streaming chat case at concurrency 32
     against two gateways of the same system, one as shipped ("on") and one without the change
     ("off"): for metrics-cost, metric updates that are no-ops (bench/nometrics.py); for
-    server-cost, uvicorn's own httptools protocol instead of config/server.py's joined writes;
-    for granian, the granian ASGI server instead of uvicorn.
+    granian, the granian ASGI server instead of uvicorn.
     Alternating runs of DURATION seconds, so that both see the same machine. Besides
     throughput, the CPU time the gateway's worker processes spent per request (from /proc),
     which other load on the machine disturbs far less than requests per second."""

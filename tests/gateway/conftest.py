@@ -119,7 +119,7 @@ def live_gateway(django_db_setup, django_db_blocker, fake_upstream_server):
         )
         server = subprocess.Popen(
             [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--http", "config.server:HttpToolsProtocol", "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
+             "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=open(log_dir / "server.log", "w"), stderr=subprocess.STDOUT,
         )
         try:

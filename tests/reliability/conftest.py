@@ -151,7 +151,7 @@ def start_gateway(env: dict, log: Path) -> GatewayProcess:
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--http", "config.server:HttpToolsProtocol", "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
+         "--lifespan", "on", "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
     )
     try:
