@@ -76,7 +76,7 @@ class System:
             "WEB_CONCURRENCY": str(WORKERS),
             "OPENAI_BASE_URL": f"http://127.0.0.1:{self.upstream_port}/v1",
             "LOG_LEVEL": "WARNING",
-            "ALLOW_PRIVATE_PROVIDER_URLS": "true",  # the slow-stream upstream is a custom provider on loopback
+            "ALLOW_PRIVATE_PROVIDER_URLS": "true",  # the idle-stream upstream is a custom provider on loopback
             # Metrics on, as bin/run runs them: each role writes its files under DATA_DIR/metrics/<role>.
             "PROMETHEUS_MULTIPROC_DIR": str(Path(self.data_dir) / "metrics" / "web"),
         }
@@ -115,7 +115,7 @@ class System:
         return self.make_key()
 
     def make_key(self) -> str:
-        """An organization with an OpenAI key and a custom provider for the slow streams; a
+        """An organization with an OpenAI key and a custom provider for the idle streams; a
         project with a limited, IAM-ruled API key; a caching project with another key."""
         script = f"""
 import django; django.setup()
@@ -127,12 +127,10 @@ org.project_limit = 50; org.save()
 project = services.project_create(organization=org, name="Bench", mode="api-keys")
 cached = services.project_create(organization=org, name="Bench cached", mode="api-keys", caching_enabled=True, cache_duration_seconds=3600)
 keys.provider_key_create(organization=org, provider="openai", token="sk-bench-upstream", validate=False)
-keys.provider_key_create(organization=org, provider="custom", name="slow", token="sk-bench-slow",
-                         base_url="http://127.0.0.1:{self.upstream_port}/slow/v1", validate=False)
 keys.provider_key_create(organization=org, provider="custom", name="idle", token="sk-bench-idle",
                          base_url="http://127.0.0.1:{self.upstream_port}/idle/v1", validate=False)
 token, key = keys.api_key_create(project=project, description="bench", usage_limit=1000000)
-keys.iam_rule_create(api_key=key, rule_type="allow_providers", rule_value={{"providers": ["openai", "slow", "idle"]}})
+keys.iam_rule_create(api_key=key, rule_type="allow_providers", rule_value={{"providers": ["openai", "idle"]}})
 cache_token, cache_key = keys.api_key_create(project=cached, description="bench cache", usage_limit=1000000)
 pipe_token, pipe_key = keys.api_key_create(project=project, description="bench pipeline", usage_limit=1000000)
 print(token, key.id, cache_token, cache_key.id, pipe_token, pipe_key.id)
@@ -241,7 +239,6 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-SLOW_BODY = '{"model":"slow/gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],"stream":true}'
 
 
 async def open_streams(url: str, key: str | None, count: int, body: str) -> dict:
@@ -363,7 +360,7 @@ def pipeline_only(requests: int = 20000) -> None:
 
 TARGETS = ("direct", "ours", *peers.PEERS)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-IDLE_BODY = SLOW_BODY.replace("slow/", "idle/")
+IDLE_BODY = '{"model":"idle/gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],"stream":true}'
 OPEN_STREAMS = int(os.environ.get("BENCH_OPEN_STREAMS", "10000"))
 # (name, body, concurrency, a new connection per request)
 CASES = [
@@ -550,9 +547,9 @@ def metrics_cost(rounds: int = 10, variant: str = "metrics-cost") -> None:
         for n in range(rounds):
             for name in (("on", "off") if n % 2 == 0 else ("off", "on")):
                 url, supervisor = gateways[name]
-                cpu = _cpu_seconds(supervisor)
+                cpu = _tree_cpu_seconds(supervisor)
                 result = wrk(url, BODY, key, 32)
-                result["cpu_ms"] = (_cpu_seconds(supervisor) - cpu) * 1000 / max(result["requests"], 1)
+                result["cpu_ms"] = (_tree_cpu_seconds(supervisor) - cpu) * 1000 / max(result["requests"], 1)
                 results[name].append(result)
                 print(f"round {n + 1} {change} {name}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
                       f"p99 {result['p99']:.2f} ms, {result['cpu_ms']:.3f} CPU ms per request, "
@@ -564,11 +561,6 @@ def metrics_cost(rounds: int = 10, variant: str = "metrics-cost") -> None:
             f"# {change.capitalize()}: on vs off, {stamp}\n\n{machine()}\n\n{report}\n")
     finally:
         system.stop()
-
-
-def _cpu_seconds(supervisor: int) -> float:
-    """User + system CPU time of a uvicorn supervisor's worker processes so far."""
-    return _cpu_of(int(pid) for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split())
 
 
 def _postgres_cpu_seconds() -> float:

@@ -3,9 +3,9 @@ that what the benchmark measures is the gateway, not its fake.
 
     python bench/upstream.py PORT
 
-POST .../chat/completions answers JSON, or SSE when the body asks to stream. Under /slow/
-a stream sends one chunk every 100 ms for 10 s; under /idle/ one chunk a second for 20 s
-(the open-streams cases: many streams open at once, each mostly waiting).
+POST .../chat/completions answers JSON, or SSE when the body asks to stream. Under /idle/
+a stream sends one chunk a second for 20 s (the open-streams case: many streams open at
+once, each mostly waiting). A request asking Connection: close is answered and closed.
 """
 
 import asyncio
@@ -82,18 +82,15 @@ class Upstream(asyncio.Protocol):
         elif b'"stream":true' not in body:
             head = JSON_HEAD_CLOSE if close else JSON_HEAD  # a client reconnects only when told
             self.transport.write(head % len(COMPLETION) + COMPLETION)
-        elif url.startswith(b"/slow/"):
-            asyncio.get_running_loop().create_task(self.slow_stream(0.1, 100))
-            return
         elif url.startswith(b"/idle/"):
-            asyncio.get_running_loop().create_task(self.slow_stream(1.0, 20))
+            asyncio.get_running_loop().create_task(self.idle_stream(1.0, 20))
             return
         else:
             self.transport.write(FAST_STREAM)
         if close:
             self.transport.close()
 
-    async def slow_stream(self, interval: float, chunks: int):
+    async def idle_stream(self, interval: float, chunks: int):
         self.transport.write(SSE_HEAD + _chunked(STREAM_EVENTS[0]))
         for i in range(chunks):
             await asyncio.sleep(interval)
